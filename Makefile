@@ -1,0 +1,46 @@
+# medxai: every target works on a fresh clone with nothing installed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.medxai-installed
+PARAMS ?=
+export MEDXAI_PROGRESS ?= 0
+
+.PHONY: help install test test-unit test-notebooks run lab benchmark clean
+
+help:
+	@echo "make test      unit tests + nbval on the notebooks (creates .venv first)"
+	@echo "make run       execute every notebook with papermill into runs/latest/ (PARAMS=file.yaml to override)"
+	@echo "make lab       JupyterLab on notebooks/"
+	@echo "make benchmark print the benchmark ratios"
+	@echo "make clean     remove runs/, caches and the virtual environment"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (medxai)" >/dev/null
+	touch $@
+
+test: install test-unit test-notebooks
+
+test-unit: install
+	$(PY) -m pytest -q tests
+
+test-notebooks: install
+	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks/
+
+run: install
+	$(PY) -m medxai_lib.runner --notebooks notebooks --out runs/latest $(if $(PARAMS),--params $(PARAMS))
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks/
+
+benchmark: install
+	$(PY) benchmarks/gradcam_vs_peers.py
+	$(PY) benchmarks/phantom_speed.py
+
+clean:
+	rm -rf runs data/cache .pytest_cache $(VENV) *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,73 @@
+"""Data: phantoms with ground-truth evidence (default) and loaders for the real datasets."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset, Subset
+
+from medxai_lib.data.phantoms.radiograph import ABNORMALITIES, BODY_PARTS, RadiographPhantom
+from medxai_lib.data.real.mura import MuraDataset
+
+DATA_ENV = "MEDXAI_DATA"
+
+
+def resolve_data_root(data_root: str | Path | None) -> Path | None:
+    """The notebook's ``data_root`` parameter, else ``$MEDXAI_DATA``, else None (= phantom data)."""
+    value = data_root if data_root not in (None, "") else os.environ.get(DATA_ENV) or None
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"data_root: {path} does not exist (set data_root=None to use phantom data)")
+    return path
+
+
+class _LabelledSubset(Subset):
+    """A subset that keeps the ``labels`` / ``study_ids`` / ``has_masks`` views of its parent."""
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.dataset.labels[np.asarray(self.indices)]
+
+    @property
+    def study_ids(self) -> list[str]:
+        ids = self.dataset.study_ids
+        return [ids[i] for i in self.indices]
+
+    @property
+    def has_masks(self) -> bool:
+        return self.dataset.has_masks
+
+
+def first_studies(dataset: Dataset, max_images: int | None) -> Dataset:
+    """Keep whole studies, in order, until ``max_images`` images (None keeps everything)."""
+    if max_images is None or max_images >= len(dataset):
+        return dataset
+    ids = dataset.study_ids
+    keep: list[int] = []
+    for i, sid in enumerate(ids):
+        if len(keep) >= max_images and sid != ids[keep[-1]]:
+            break
+        keep.append(i)
+    return _LabelledSubset(dataset, keep)
+
+
+def radiograph_splits(data_root: str | Path | None = None, size: int = 96, channels: int = 1, seed: int = 0,
+                      n_train_studies: int = 300, n_val_studies: int = 120, marker_correlation: float | None = None,
+                      max_images: int | None = None) -> tuple[Dataset, Dataset]:
+    """(train, validation) radiographs: MURA-v1.1 when a data root is given, else the phantom."""
+    root = resolve_data_root(data_root)
+    if root is None:
+        train = RadiographPhantom(n_train_studies, size=size, seed=seed, channels=channels,
+                                  marker_correlation=marker_correlation)
+        val = RadiographPhantom(n_val_studies, size=size, seed=seed + 1000, channels=channels,
+                                marker_correlation=marker_correlation)
+        return train, val
+    return (first_studies(MuraDataset(root, "train", size=size, channels=channels), max_images),
+            first_studies(MuraDataset(root, "valid", size=size, channels=channels), max_images))
+
+
+__all__ = ["ABNORMALITIES", "BODY_PARTS", "DATA_ENV", "MuraDataset", "RadiographPhantom", "first_studies",
+           "radiograph_splits", "resolve_data_root"]

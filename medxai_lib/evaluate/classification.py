@@ -1,0 +1,49 @@
+"""Classification metrics at image and study level (MURA evaluates studies)."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
+
+import numpy as np
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
+
+
+def binary_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """AUROC, Cohen's kappa and accuracy of ``(N,)`` probabilities against ``(N,)`` 0/1 labels.
+
+    AUROC is NaN when only one class is present.
+    """
+    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels).astype(int)
+    if probs.shape != labels.shape or probs.ndim != 1:
+        raise ValueError(f"probs, labels: expected two (N,) arrays, got {probs.shape} and {labels.shape}")
+    if len(probs) == 0:
+        raise ValueError("probs: empty")
+    if not set(np.unique(labels)) <= {0, 1}:
+        raise ValueError(f"labels: expected 0/1, got values {np.unique(labels)[:10]}")
+    predicted = (probs > threshold).astype(int)
+    both = len(np.unique(labels)) == 2
+    return {"auroc": float(roc_auc_score(labels, probs)) if both else float("nan"),
+            "kappa": float(cohen_kappa_score(labels, predicted)) if len(np.unique(np.r_[labels, predicted])) > 1 else 0.0,
+            "accuracy": float((predicted == labels).mean())}
+
+
+def study_level(probs: np.ndarray, labels: np.ndarray, study_ids: Sequence[str]
+                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Average image probabilities per study (MURA's rule). Returns ``(study_probs, study_labels, ids)``.
+
+    Raises if the images of one study disagree on the label.
+    """
+    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels).astype(int)
+    if not len(probs) == len(labels) == len(study_ids):
+        raise ValueError(f"probs, labels, study_ids: lengths differ ({len(probs)}, {len(labels)}, {len(study_ids)})")
+    groups: OrderedDict[str, list[int]] = OrderedDict()
+    for i, sid in enumerate(study_ids):
+        groups.setdefault(sid, []).append(i)
+    study_probs, study_labels = [], []
+    for sid, members in groups.items():
+        member_labels = set(labels[members].tolist())
+        if len(member_labels) != 1:
+            raise ValueError(f"study_ids: images of study {sid!r} have different labels {sorted(member_labels)}")
+        study_probs.append(probs[members].mean())
+        study_labels.append(labels[members[0]])
+    return np.array(study_probs), np.array(study_labels), list(groups)

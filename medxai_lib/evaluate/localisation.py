@@ -1,0 +1,51 @@
+"""Localisation of saliency maps against ground-truth evidence masks."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _align(maps: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if maps.ndim != 4:
+        raise ValueError(f"maps: expected (B, T, h, w), got shape {tuple(maps.shape)}")
+    if masks.ndim != 4 or masks.shape[1] != 1:
+        raise ValueError(f"masks: expected (B, 1, H, W), got shape {tuple(masks.shape)}")
+    if maps.shape[0] != masks.shape[0]:
+        raise ValueError(f"maps, masks: batch sizes differ ({maps.shape[0]} vs {masks.shape[0]})")
+    maps = maps.float()
+    if maps.shape[-2:] != masks.shape[-2:]:
+        maps = F.interpolate(maps, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+    return maps, masks.to(maps.device) > 0.5
+
+
+def pointing_game(maps: torch.Tensor, masks: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
+    """Hit if the map's maximum (after bilinear upsampling to the mask) lies in the mask dilated by
+    ``tolerance`` pixels. ``maps (B, T, h, w)``, ``masks (B, 1, H, W)`` -> ``(B, T)`` bool.
+    Ties go to the first maximum in raster order, so a constant map usually misses."""
+    if not isinstance(tolerance, int) or tolerance < 0:
+        raise ValueError(f"tolerance: expected an int >= 0, got {tolerance!r}")
+    maps, masks = _align(maps, masks)
+    if tolerance:
+        masks = F.max_pool2d(masks.float(), 2 * tolerance + 1, stride=1, padding=tolerance) > 0.5
+    flat_idx = maps.flatten(2).argmax(-1)                                # (B, T)
+    return masks.flatten(2).expand(-1, maps.shape[1], -1).gather(2, flat_idx[..., None])[..., 0]
+
+
+def energy_in_mask(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Share of the positive map mass inside the mask (energy-based pointing game), ``(B, T)``.
+    A map with no positive mass scores 0."""
+    maps, masks = _align(maps, masks)
+    positive = maps.clamp_min(0).flatten(2)
+    inside = (positive * masks.flatten(2)).sum(-1)
+    total = positive.sum(-1)
+    return torch.where(total > 0, inside / total.clamp_min(1e-12), torch.zeros_like(total))
+
+
+def mask_fraction(masks: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
+    """Area share of each (dilated) mask, ``(B,)``: the pointing game's chance level."""
+    if masks.ndim != 4 or masks.shape[1] != 1:
+        raise ValueError(f"masks: expected (B, 1, H, W), got shape {tuple(masks.shape)}")
+    masks = masks.float()
+    if tolerance:
+        masks = F.max_pool2d(masks, 2 * tolerance + 1, stride=1, padding=tolerance)
+    return (masks > 0.5).float().flatten(1).mean(1)

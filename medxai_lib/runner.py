@@ -1,0 +1,110 @@
+"""The regression runner behind ``make run``: execute every notebook with papermill, collect the
+metrics each one publishes with :func:`medxai_lib.runtime.record`, write a summary.
+
+    python -m medxai_lib.runner [--notebooks notebooks] [--out runs/latest] [--params p.yaml] [NAME ...]
+
+Exit status 1 when any notebook fails.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from medxai_lib.runtime import PROGRESS_ENV, RECORD_FILE_ENV, read_records
+
+
+def run_notebook(notebook: Path, out_dir: Path, parameters: dict[str, Any] | None = None,
+                 timeout_s: int = 1800) -> dict[str, Any]:
+    """Execute one notebook into ``out_dir``; returns status, wall time, metrics and error."""
+    import papermill as pm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record_file = out_dir / f"{notebook.stem}.metrics.jsonl"
+    record_file.unlink(missing_ok=True)
+    env_before = {k: os.environ.get(k) for k in (RECORD_FILE_ENV, PROGRESS_ENV)}
+    os.environ[RECORD_FILE_ENV] = str(record_file.resolve())
+    os.environ[PROGRESS_ENV] = "0"
+    started = time.perf_counter()
+    status, error = "ok", ""
+    try:
+        pm.execute_notebook(str(notebook), str(out_dir / notebook.name), parameters=parameters or {},
+                            cwd=str(notebook.parent), progress_bar=False, kernel_name="python3",
+                            execution_timeout=timeout_s, log_output=False)
+    except Exception as exc:  # papermill wraps cell errors; anything else is a failure too
+        status, error = "failed", f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+    finally:
+        for key, value in env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return {"notebook": notebook.name, "status": status, "wall_s": round(time.perf_counter() - started, 1),
+            "metrics": read_records(record_file), "error": error}
+
+
+def _format_value(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def write_summary(results: Sequence[dict[str, Any]], out_dir: Path) -> Path:
+    """``summary.md`` (a table per notebook) and ``summary.json`` in ``out_dir``."""
+    lines = ["# medxai run summary", "", "| notebook | status | wall time (s) | metrics |", "|---|---|---|---|"]
+    for res in results:
+        metrics = ", ".join(f"{k}={_format_value(v)}" for k, v in res["metrics"].items()) or "-"
+        status = res["status"] + (f" ({res['error']})" if res["error"] else "")
+        lines.append(f"| {res['notebook']} | {status} | {res['wall_s']} | {metrics} |")
+    failed = [r["notebook"] for r in results if r["status"] != "ok"]
+    lines += ["", f"{len(results) - len(failed)}/{len(results)} notebooks ran." +
+              (f" Failed: {', '.join(failed)}" if failed else "")]
+    (out_dir / "summary.json").write_text(json.dumps(list(results), indent=2))
+    path = out_dir / "summary.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _load_params(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    import yaml
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise SystemExit(f"--params: {path} must hold a mapping of parameter names to values")
+    return data
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="notebook file names or stems to run (default: all)")
+    parser.add_argument("--notebooks", default="notebooks", help="folder of numbered notebooks")
+    parser.add_argument("--out", default="runs/latest", help="output folder")
+    parser.add_argument("--params", default=None, help="YAML file of parameter overrides")
+    args = parser.parse_args(argv)
+    folder, out_dir = Path(args.notebooks), Path(args.out)
+    notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if args.names:
+        wanted = {Path(n).stem for n in args.names}
+        unknown = wanted - {nb.stem for nb in notebooks}
+        if unknown:
+            parser.error(f"unknown notebooks {sorted(unknown)}; available: {[nb.stem for nb in notebooks]}")
+        notebooks = [nb for nb in notebooks if nb.stem in wanted]
+    if not notebooks:
+        parser.error(f"no notebooks matching NN_*.ipynb in {folder}")
+    params = _load_params(args.params)
+    results = []
+    for nb in notebooks:
+        print(f"[medxai] running {nb.name} ...", flush=True)
+        res = run_notebook(nb, out_dir, params)
+        print(f"[medxai] {nb.name}: {res['status']} in {res['wall_s']} s {res['error']}", flush=True)
+        results.append(res)
+    summary = write_summary(results, out_dir)
+    print(summary.read_text())
+    return 0 if all(r["status"] == "ok" for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""One fit loop for every notebook: progress bar, validation metrics, checkpoint cache by config hash."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from medxai_lib.runtime import atomic_write, cache_dir, config_hash, progress, resolve_device, seed_everything
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of :func:`fit` (all part of the cache key)."""
+
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 1e-4
+    seed: int = 0
+    pos_weight: float | None = None  # BCE weight of positives (one-output models)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ValueError(f"epochs: expected an int >= 0, got {self.epochs!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive int, got {self.batch_size!r}")
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: list[dict[str, float]] = field(default_factory=list)
+    from_cache: bool = False
+    checkpoint: Path | None = None
+
+
+def _loss_fn(num_outputs: int, config: TrainConfig, device: torch.device) -> nn.Module:
+    if num_outputs == 1:
+        pos_weight = None if config.pos_weight is None else torch.tensor([config.pos_weight], device=device)
+        return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    return nn.CrossEntropyLoss()
+
+
+def _batch_loss(model: nn.Module, batch: dict[str, Any], loss_fn: nn.Module, device: torch.device
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    images, labels = batch["image"].to(device), batch["label"].to(device)
+    logits = model(images)
+    if logits.shape[1] == 1:
+        return loss_fn(logits[:, 0], labels.float()), logits, labels
+    return loss_fn(logits, labels), logits, labels
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, data: Dataset, batch_size: int = 64, device: str | torch.device = "auto"
+                   ) -> torch.Tensor:
+    """Logits ``(N, K)`` of ``model`` on every item of ``data`` (dicts with ``image``), in order."""
+    device = resolve_device(device)
+    was_training = model.training
+    model.eval().to(device)
+    out = [model(batch["image"].to(device)).cpu() for batch in DataLoader(data, batch_size=batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def probabilities(logits: torch.Tensor) -> np.ndarray:
+    """Sigmoid of a one-output model ``(N, 1)`` -> ``(N,)``; softmax otherwise -> ``(N, K)``."""
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits[:, 0]).numpy()
+    return torch.softmax(logits, 1).numpy()
+
+
+def _validate(model: nn.Module, data: Dataset, loss_fn: nn.Module, device: torch.device, batch_size: int
+              ) -> dict[str, float]:
+    from medxai_lib.evaluate.classification import binary_metrics
+    logits = predict_logits(model, data, batch_size, device)
+    labels = torch.as_tensor(np.asarray(data.labels) if hasattr(data, "labels") else
+                             [int(data[i]["label"]) for i in range(len(data))])
+    if logits.shape[1] == 1:
+        loss = float(loss_fn(logits[:, 0].to(device), labels.float().to(device)))
+        metrics = binary_metrics(probabilities(logits), labels.numpy())
+        return {"val_loss": loss, "val_accuracy": metrics["accuracy"], "val_auroc": metrics["auroc"]}
+    loss = float(loss_fn(logits.to(device), labels.to(device)))
+    return {"val_loss": loss, "val_accuracy": float((logits.argmax(1) == labels).float().mean())}
+
+
+def _initial_weights_digest(model: nn.Module) -> str:
+    """Hash of the initial weights, so two inits of one architecture never share a checkpoint."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _checkpoint_path(model: nn.Module, config: TrainConfig, cache_key: dict[str, Any]) -> Path:
+    key = {"model": type(model).__name__, "architecture": repr(model), "init": _initial_weights_digest(model),
+           "parameters": sum(p.numel() for p in model.parameters()), "train": asdict(config), "data": cache_key}
+    return cache_dir() / "checkpoints" / f"{type(model).__name__.lower()}-{config_hash(key)}.pt"
+
+
+def fit(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None,
+        config: TrainConfig = TrainConfig(), device: str | torch.device = "auto",
+        cache_key: dict[str, Any] | None = None, show_progress: bool | None = None) -> FitResult:
+    """Train ``model`` (Adam, BCE for one output, cross-entropy otherwise) and return it in eval mode.
+
+    Items of the datasets are dicts with ``image`` (C, H, W) and ``label``. With ``cache_key`` (a
+    JSON-able description of the data), weights and history are cached under
+    ``cache_dir()/checkpoints`` by a hash of model, config and key; a second call loads them.
+    """
+    if len(train_data) == 0:
+        raise ValueError("train_data: empty dataset")
+    device = resolve_device(device)
+    model.to(device)
+    path = _checkpoint_path(model, config, cache_key) if cache_key is not None else None
+    if path is not None and path.exists():
+        saved = torch.load(path, map_location=device, weights_only=True)
+        model.load_state_dict(saved["state_dict"])
+        return FitResult(model.eval(), json.loads(saved["history"]), from_cache=True, checkpoint=path)
+    seed_everything(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    with torch.no_grad():
+        num_outputs = model(train_data[0]["image"][None].to(device)).shape[1]
+    loss_fn = _loss_fn(num_outputs, config, device)
+    history: list[dict[str, float]] = []
+    for epoch in progress(range(config.epochs), enabled=show_progress, desc="epochs"):
+        model.train()
+        total, seen = 0.0, 0
+        for batch in loader:
+            loss, _, labels = _batch_loss(model, batch, loss_fn, device)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(labels)
+            seen += len(labels)
+        row = {"epoch": epoch + 1, "train_loss": total / seen}
+        if val_data is not None and len(val_data):
+            row.update(_validate(model, val_data, loss_fn, device, config.batch_size * 2))
+        history.append(row)
+    model.eval()
+    if path is not None:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        atomic_write(path, lambda tmp: torch.save({"state_dict": state, "history": json.dumps(history)}, tmp))
+    return FitResult(model, history, from_cache=False, checkpoint=path)

@@ -1,0 +1,76 @@
+"""Heatmaps blended over images, one clear grid per idea."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from medxai_lib.data.transforms import denormalize_image
+from medxai_lib.explain.cam import normalize, upsample
+
+
+def to_display(image: torch.Tensor, normalized: bool = True) -> np.ndarray:
+    """``(C, H, W)`` tensor -> ``(H, W)`` grey or ``(H, W, 3)`` RGB array in [0, 1] for imshow."""
+    image = image.detach().cpu().float()
+    if normalized:
+        image = denormalize_image(image)
+    array = image.clamp(0, 1).numpy()
+    return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+
+
+def plot_map_grid(images: torch.Tensor, columns: Mapping[str, torch.Tensor], masks: torch.Tensor | None = None,
+                  row_titles: Sequence[str] | None = None, title: str | None = None, cmap: str = "magma",
+                  alpha: float = 0.55, normalized_images: bool = True, cell_inches: float = 2.0) -> plt.Figure:
+    """Rows = images, columns = the image then one blended heatmap per entry of ``columns``.
+
+    ``images (B, C, H, W)``; each column ``(B, 1, h, w)`` (upsampled and min-max normalised per map);
+    ``masks (B, 1, H, W)`` drawn as cyan contours.
+    """
+    batch = images.shape[0]
+    ncols = 1 + len(columns)
+    fig, axes = plt.subplots(batch, ncols, figsize=(cell_inches * ncols + 0.6, cell_inches * batch), squeeze=False)
+    size = images.shape[-2:]
+    shown = {name: normalize(upsample(maps.detach().cpu().float()[:, :1], tuple(size))) for name, maps in columns.items()}
+    heat = None
+    for row in range(batch):
+        base = to_display(images[row], normalized_images)
+        axes[row, 0].imshow(base, cmap="gray", vmin=0, vmax=1)
+        axes[row, 0].set_ylabel(row_titles[row] if row_titles else "", fontsize=8)
+        for col, (name, maps) in enumerate(shown.items(), start=1):
+            axes[row, col].imshow(base, cmap="gray", vmin=0, vmax=1)
+            heat = axes[row, col].imshow(maps[row, 0].numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+            if row == 0:
+                axes[row, col].set_title(name, fontsize=9)
+        if masks is not None:
+            for col in range(ncols):
+                axes[row, col].contour(masks[row, 0].cpu().numpy(), levels=[0.5], colors="cyan", linewidths=0.7)
+    axes[0, 0].set_title("image", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    if heat is not None:
+        fig.colorbar(heat, ax=axes, shrink=0.6, label="normalised map")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_gallery(images: torch.Tensor, titles: Sequence[str], masks: torch.Tensor | None = None,
+                 extra_masks: torch.Tensor | None = None, ncols: int = 8, normalized_images: bool = True,
+                 cell_inches: float = 1.6) -> plt.Figure:
+    """A grid of images with optional evidence (red) and confounder (yellow) contours."""
+    batch = images.shape[0]
+    nrows = int(np.ceil(batch / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell_inches * ncols, cell_inches * nrows + 0.3), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= batch:
+            continue
+        ax.imshow(to_display(images[i], normalized_images), cmap="gray", vmin=0, vmax=1)
+        for field, colour in ((masks, "red"), (extra_masks, "yellow")):
+            if field is not None and field[i].sum() > 0:
+                ax.contour(field[i, 0].cpu().numpy(), levels=[0.5], colors=colour, linewidths=0.6)
+        ax.set_title(titles[i], fontsize=7)
+    fig.tight_layout()
+    return fig
