@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -25,6 +26,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     pos_weight: float | None = None  # BCE weight of positives (one-output models)
+    schedule: str = "cosine"         # "cosine" (anneal lr to 0 over the run, stable last epoch) or "constant"
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 0:
@@ -33,6 +35,8 @@ class TrainConfig:
             raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {self.batch_size!r}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule: expected 'cosine' or 'constant', got {self.schedule!r}")
 
 
 @dataclass
@@ -80,14 +84,16 @@ def probabilities(logits: torch.Tensor) -> np.ndarray:
 
 def _validate(model: nn.Module, data: Dataset, loss_fn: nn.Module, device: torch.device, batch_size: int
               ) -> dict[str, float]:
-    from medxai_lib.evaluate.classification import binary_metrics
     logits = predict_logits(model, data, batch_size, device)
     labels = torch.as_tensor(np.asarray(data.labels) if hasattr(data, "labels") else
                              [int(data[i]["label"]) for i in range(len(data))])
     if logits.shape[1] == 1:
         loss = float(loss_fn(logits[:, 0].to(device), labels.float().to(device)))
-        metrics = binary_metrics(probabilities(logits), labels.numpy())
-        return {"val_loss": loss, "val_accuracy": metrics["accuracy"], "val_auroc": metrics["auroc"]}
+        probs = probabilities(logits)
+        row = {"val_loss": loss, "val_accuracy": float(((probs > 0.5) == labels.numpy()).mean())}
+        if len(np.unique(labels.numpy())) == 2:
+            row["val_auroc"] = float(roc_auc_score(labels.numpy(), probs))
+        return row
     loss = float(loss_fn(logits.to(device), labels.to(device)))
     return {"val_loss": loss, "val_accuracy": float((logits.argmax(1) == labels).float().mean())}
 
@@ -129,6 +135,9 @@ def fit(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None,
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    total_steps = max(1, config.epochs * len(loader))
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps)
+                 if config.schedule == "cosine" else None)
     with torch.no_grad():
         num_outputs = model(train_data[0]["image"][None].to(device)).shape[1]
     loss_fn = _loss_fn(num_outputs, config, device)
@@ -141,6 +150,8 @@ def fit(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             total += float(loss.detach()) * len(labels)
             seen += len(labels)
         row = {"epoch": epoch + 1, "train_loss": total / seen}

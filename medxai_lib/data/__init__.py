@@ -37,8 +37,26 @@ class _LabelledSubset(Subset):
         return [ids[i] for i in self.indices]
 
     @property
+    def body_parts(self) -> list[str]:
+        parts = self.dataset.body_parts
+        return [parts[i] for i in self.indices]
+
+    @property
     def has_masks(self) -> bool:
         return self.dataset.has_masks
+
+
+def example_indices(dataset: Dataset, n: int = 4) -> list[int]:
+    """Indices of teaching examples: one image per abnormality kind then a normal one (phantom), or
+    the first abnormal and normal images alternately (real data)."""
+    if hasattr(dataset, "kinds"):
+        kinds = dataset.kinds
+        wanted = [k for k in (*ABNORMALITIES, "normal") if k in kinds]
+        return [kinds.index(k) for k in wanted][:n]
+    labels = np.asarray(dataset.labels)
+    positives, negatives = np.flatnonzero(labels == 1).tolist(), np.flatnonzero(labels == 0).tolist()
+    mixed = [i for pair in zip(positives, negatives) for i in pair] + positives + negatives
+    return list(dict.fromkeys(mixed))[:n]
 
 
 def first_studies(dataset: Dataset, max_images: int | None) -> Dataset:
@@ -69,5 +87,5 @@ def radiograph_splits(data_root: str | Path | None = None, size: int = 96, chann
             first_studies(MuraDataset(root, "valid", size=size, channels=channels), max_images))
 
 
-__all__ = ["ABNORMALITIES", "BODY_PARTS", "DATA_ENV", "MuraDataset", "RadiographPhantom", "first_studies",
+__all__ = ["ABNORMALITIES", "BODY_PARTS", "DATA_ENV", "MuraDataset", "RadiographPhantom", "example_indices", "first_studies",
            "radiograph_splits", "resolve_data_root"]

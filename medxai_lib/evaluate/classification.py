@@ -47,3 +47,26 @@ def study_level(probs: np.ndarray, labels: np.ndarray, study_ids: Sequence[str]
         study_probs.append(probs[members].mean())
         study_labels.append(labels[members[0]])
     return np.array(study_probs), np.array(study_labels), list(groups)
+
+
+def mura_report(probs: np.ndarray, labels: np.ndarray, study_ids: Sequence[str],
+                body_parts: Sequence[str] | None = None) -> tuple[dict[str, float], "pandas.DataFrame | None"]:
+    """MURA's evaluation: image-level and study-level (mean of the views) AUROC, kappa, accuracy;
+    and, given each image's body part, study-level kappa per body part (a DataFrame)."""
+    import pandas as pd
+
+    image = binary_metrics(probs, labels)
+    study_probs, study_labels, ids = study_level(probs, labels, study_ids)
+    study = binary_metrics(study_probs, study_labels)
+    overall = {f"image_{k}": v for k, v in image.items()} | {f"study_{k}": v for k, v in study.items()}
+    overall["n_images"], overall["n_studies"] = len(labels), len(ids)
+    if body_parts is None:
+        return overall, None
+    part_of = dict(zip(study_ids, body_parts))
+    rows = []
+    for part in sorted(set(body_parts)):
+        keep = np.array([part_of[s] == part for s in ids])
+        metrics = binary_metrics(study_probs[keep], study_labels[keep])
+        rows.append({"body part": part, "studies": int(keep.sum()), "study kappa": metrics["kappa"],
+                     "study accuracy": metrics["accuracy"]})
+    return overall, pd.DataFrame(rows).set_index("body part")

@@ -49,3 +49,21 @@ def mask_fraction(masks: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
     if tolerance:
         masks = F.max_pool2d(masks, 2 * tolerance + 1, stride=1, padding=tolerance)
     return (masks > 0.5).float().flatten(1).mean(1)
+
+
+def localisation_summary(maps_by_name: dict[str, torch.Tensor], masks: torch.Tensor, tolerance: int = 0
+                         ) -> "pandas.DataFrame":
+    """One row per map set: pointing-game hit rate and energy share, each beside its chance level
+    (the mean area share of the dilated mask, resp. of the mask). Maps ``(B, 1, h, w)``."""
+    import pandas as pd
+
+    chance_point = mask_fraction(masks, tolerance).mean().item()
+    chance_energy = mask_fraction(masks).mean().item()
+    rows = []
+    for name, maps in maps_by_name.items():
+        rows.append({"maps": name, "grid": "x".join(map(str, maps.shape[-2:])),
+                     "pointing game": pointing_game(maps[:, :1], masks, tolerance).float().mean().item(),
+                     "pointing chance": chance_point,
+                     "energy in mask": energy_in_mask(maps[:, :1], masks).mean().item(),
+                     "energy chance": chance_energy})
+    return pd.DataFrame(rows).set_index("maps")

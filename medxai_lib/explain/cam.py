@@ -132,3 +132,15 @@ def cam_contribution(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"regions: expected (B, 1, H, W) with B = {maps.shape[0]}, got {tuple(regions.shape)}")
     cover = F.adaptive_avg_pool2d(regions.float().to(maps.device), maps.shape[-2:])
     return (maps * cover).mean((2, 3))
+
+
+def identity_gap(model: nn.Module, images: torch.Tensor, layer: LayerSpec = "features", classes: ClassSpec = None
+                 ) -> float:
+    """``max |grad_cam(layer) * h * w - relu(cam)| / max |cam|``: ~1e-7 when ``layer`` is the tensor
+    that is average-pooled into the classifier, large for a pre-ReLU layer such as ``norm5``."""
+    raw = cam(model, images, classes)
+    maps = grad_cam(model, images, layer, classes)
+    if maps.shape != raw.shape:
+        raise ValueError(f"layer: {layer!r} gives {tuple(maps.shape[-2:])} maps; CAM's grid is {tuple(raw.shape[-2:])}")
+    h, w = maps.shape[-2:]
+    return ((maps * h * w - raw.relu()).abs().max() / raw.abs().max().clamp_min(1e-12)).item()

@@ -1,4 +1,12 @@
 """Figures: overlays and grids (explorers join later)."""
+import matplotlib
+
 from medxai_lib.viz.overlays import plot_gallery, plot_map_grid, to_display
 
-__all__ = ["plot_gallery", "plot_map_grid", "to_display"]
+
+def notebook_style(dpi: int = 72) -> None:
+    """Figure defaults for committed notebooks: modest dpi keeps the files small."""
+    matplotlib.rcParams.update({"figure.dpi": dpi, "savefig.dpi": dpi, "image.interpolation": "nearest"})
+
+
+__all__ = ["notebook_style", "plot_gallery", "plot_map_grid", "to_display"]

@@ -326,6 +326,15 @@ class RadiographPhantom(Dataset):
         return [f"{s.patient}/{s.study}" for s in self.specs]
 
     @property
+    def body_parts(self) -> list[str]:
+        return [s.body_part for s in self.specs]
+
+    @property
+    def kinds(self) -> list[str]:
+        """Abnormality kind of each image (``"normal"`` for normal studies)."""
+        return [s.kind or "normal" for s in self.specs]
+
+    @property
     def has_masks(self) -> bool:
         return True
 

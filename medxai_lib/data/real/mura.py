@@ -116,6 +116,10 @@ class MuraDataset(Dataset):
         return [f"{r['body_part']}/{r['patient']}/{r['study']}" for r in self.records]
 
     @property
+    def body_parts(self) -> list[str]:
+        return [r["body_part"] for r in self.records]
+
+    @property
     def has_masks(self) -> bool:
         return False
 
