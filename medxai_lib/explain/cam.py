@@ -54,6 +54,44 @@ def cam(model: nn.Module, images: torch.Tensor, classes: ClassSpec = None,
     return torch.einsum("btk,bkhw->bthw", weights, activation)
 
 
+Combine = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def gradient_maps(model: nn.Module, images: torch.Tensor, layer: LayerSpec | Sequence[LayerSpec],
+                  classes: ClassSpec, combine: Combine,
+                  score_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+                  ) -> torch.Tensor | dict[str, torch.Tensor]:
+    """The shared engine of the gradient CAM family.
+
+    One forward pass; per target class one ``torch.autograd.grad`` w.r.t. the hooked activations
+    only (shared by all layers); ``combine(activation (B, K, h, w), grad (B, K, h, w)) -> (B, h, w)``
+    turns them into a map. Returns ``(B, T, h, w)``, or a dict name -> maps when ``layer`` is a list.
+    """
+    check_images(model, images)
+    layers, single = resolve_layers(model, layer)
+    with eval_mode(model):
+        logits, acts = forward_with_capture(model, images, layers)
+        idx = resolve_classes(classes, logits)
+        scores = logits if score_fn is None else score_fn(logits)
+        if scores.shape != logits.shape:
+            raise ValueError(f"score_fn: must keep the shape {tuple(logits.shape)}, got {tuple(scores.shape)}")
+        activations = [acts[name] for name, _ in layers]
+        per_layer: list[list[torch.Tensor]] = [[] for _ in layers]
+        n_targets = idx.shape[1]
+        for t in range(n_targets):
+            target = scores.gather(1, idx[:, t:t + 1]).sum()  # images are independent in eval mode
+            grads = torch.autograd.grad(target, activations, retain_graph=t < n_targets - 1, allow_unused=True)
+            for maps, activation, grad in zip(per_layer, activations, grads):
+                grad = torch.zeros_like(activation) if grad is None else grad  # layer without influence
+                maps.append(combine(activation.detach(), grad.detach()))
+    out = {name: torch.stack(maps, 1) for (name, _), maps in zip(layers, per_layer)}
+    return next(iter(out.values())) if single else out
+
+
+def _grad_cam_combine(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    return torch.relu(torch.einsum("bk,bkhw->bhw", grad.mean((2, 3)), activation))
+
+
 def grad_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec | Sequence[LayerSpec],
              classes: ClassSpec = None, score_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
              ) -> torch.Tensor | dict[str, torch.Tensor]:
@@ -71,28 +109,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec | Sequence
             as the seed demo does); class selection (``"pred"``) always uses the logits.
     Returns: ``(B, T, h, w)`` float tensor >= 0, or ``{layer name: maps}`` when ``layer`` is a list.
     """
-    check_images(model, images)
-    layers, single = resolve_layers(model, layer)
-    with eval_mode(model):
-        logits, acts = forward_with_capture(model, images, layers)
-        idx = resolve_classes(classes, logits)
-        scores = logits if score_fn is None else score_fn(logits)
-        if scores.shape != logits.shape:
-            raise ValueError(f"score_fn: must keep the shape {tuple(logits.shape)}, got {tuple(scores.shape)}")
-        activations = [acts[name] for name, _ in layers]
-        per_layer: list[list[torch.Tensor]] = [[] for _ in layers]
-        n_targets = idx.shape[1]
-        for t in range(n_targets):
-            target = scores.gather(1, idx[:, t:t + 1]).sum()  # images are independent in eval mode
-            grads = torch.autograd.grad(target, activations, retain_graph=t < n_targets - 1, allow_unused=True)
-            for maps, activation, grad in zip(per_layer, activations, grads):
-                if grad is None:  # this layer does not influence the score
-                    maps.append(torch.zeros_like(activation[:, 0]).detach())
-                    continue
-                weights = grad.mean((2, 3))
-                maps.append(torch.relu(torch.einsum("bk,bkhw->bhw", weights, activation.detach())))
-    out = {name: torch.stack(maps, 1) for (name, _), maps in zip(layers, per_layer)}
-    return next(iter(out.values())) if single else out
+    return gradient_maps(model, images, layer, classes, _grad_cam_combine, score_fn)
 
 
 def _check_maps(maps: torch.Tensor) -> None:

@@ -32,7 +32,7 @@ def check_images(model: nn.Module, images: torch.Tensor) -> None:
         raise ValueError("images: empty batch (B = 0); pass at least one image")
     if not images.is_floating_point():
         raise TypeError(f"images: expected a floating-point tensor, got dtype {images.dtype}")
-    first = _first_conv(model)
+    first = _first_conv(model) if isinstance(model, nn.Module) else None
     if isinstance(first, nn.Conv2d) and images.shape[1] != first.in_channels:
         raise ValueError(f"images: the model's first conv expects {first.in_channels} channels, "
                          f"got {images.shape[1]} (shape {tuple(images.shape)})")
@@ -108,8 +108,11 @@ def resolve_classes(classes: ClassSpec, logits: torch.Tensor) -> torch.Tensor:
 
 
 @contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+def eval_mode(model: nn.Module | Callable) -> Iterator[nn.Module | Callable]:
     """Temporarily switch to eval mode (BatchNorm in train mode would mix images of the batch)."""
+    if not isinstance(model, nn.Module):  # a plain callable (model-agnostic methods)
+        yield model
+        return
     was_training = model.training
     model.eval()
     try:
