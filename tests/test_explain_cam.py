@@ -3,29 +3,20 @@ import pytest
 import torch
 from torch import nn
 
-from medxai_lib.data import RadiographPhantom
 from medxai_lib.explain import cam, cam_contribution, grad_cam, normalize, upsample
-from medxai_lib.models import densenet169, densenet_block_layers, densenet_small
+from medxai_lib.models import densenet169, densenet_block_layers
+
+from helpers import phantom_images, textured_densenet
 
 
 @pytest.fixture(scope="module")
 def small():
-    torch.manual_seed(0)
-    model = densenet_small(num_classes=3, in_channels=1).eval()
-    with torch.no_grad():  # give the BatchNorms non-trivial statistics
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2), m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.3, 0.3)
-        model.features.norm5.bias.uniform_(-1.0, 0.5)  # plenty of negatives before the last ReLU
-        model.classifier.weight.normal_()  # class evidence of both signs
-    return model
+    return textured_densenet()
 
 
 @pytest.fixture(scope="module")
 def images():
-    (x,) = RadiographPhantom(3, size=96, seed=0).tensors("image")
-    return x[:4]
+    return phantom_images(4)
 
 
 def test_identity_grad_cam_times_area_equals_relu_cam(small, images):

@@ -1,8 +1,13 @@
 """Evaluation: classification (image and study level), localisation against evidence masks,
-map agreement, shortcut tests."""
+faithfulness, sanity checks, robustness, complexity, map agreement, shortcut tests."""
 from medxai_lib.evaluate.classification import binary_metrics, mura_report, study_level
-from medxai_lib.evaluate.localisation import energy_in_mask, localisation_summary, mask_fraction, pointing_game
+from medxai_lib.evaluate.faithfulness import deletion_insertion
+from medxai_lib.evaluate.localisation import (auprc, energy_in_mask, localisation_summary, mask_fraction,
+                                              pointing_game, topk_iou)
+from medxai_lib.evaluate.robustness import max_sensitivity, sparseness
+from medxai_lib.evaluate.sanity import cascading_randomization, map_similarity, randomization_order
 from medxai_lib.evaluate.similarity import pearson_per_map
 
-__all__ = ["binary_metrics", "energy_in_mask", "localisation_summary", "mask_fraction", "mura_report",
-           "pearson_per_map", "pointing_game", "study_level"]
+__all__ = ["auprc", "binary_metrics", "cascading_randomization", "deletion_insertion", "energy_in_mask",
+           "localisation_summary", "map_similarity", "mask_fraction", "max_sensitivity", "mura_report",
+           "pearson_per_map", "pointing_game", "randomization_order", "sparseness", "study_level", "topk_iou"]

@@ -67,3 +67,33 @@ def localisation_summary(maps_by_name: dict[str, torch.Tensor], masks: torch.Ten
                      "energy in mask": energy_in_mask(maps[:, :1], masks).mean().item(),
                      "energy chance": chance_energy})
     return pd.DataFrame(rows).set_index("maps")
+
+
+def topk_iou(maps: torch.Tensor, masks: torch.Tensor, k: float = 0.05) -> torch.Tensor:
+    """IoU between the top ``k`` share of each map's pixels and the mask, ``(B, T)``."""
+    if not 0 < k <= 1:
+        raise ValueError(f"k: expected a fraction in (0, 1], got {k!r}")
+    maps, masks = _align(maps, masks)
+    flat = maps.flatten(2)
+    n_top = max(1, int(round(k * flat.shape[-1])))
+    top_idx = flat.topk(n_top, dim=-1).indices
+    top = torch.zeros_like(flat, dtype=torch.bool).scatter_(-1, top_idx, True)
+    truth = masks.flatten(2).expand_as(top)
+    inter = (top & truth).sum(-1).float()
+    union = (top | truth).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(inter))
+
+
+def auprc(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Area under the precision-recall curve of pixel scores against the mask (average precision),
+    ``(B, T)``; NaN for an empty mask. Chance level = the mask's area share."""
+    from sklearn.metrics import average_precision_score
+    maps, masks = _align(maps, masks)
+    out = torch.full(maps.shape[:2], float("nan"))
+    for b in range(maps.shape[0]):
+        truth = masks[b, 0].flatten().cpu().numpy()
+        if not truth.any():
+            continue
+        for t in range(maps.shape[1]):
+            out[b, t] = float(average_precision_score(truth, maps[b, t].flatten().cpu().numpy()))
+    return out

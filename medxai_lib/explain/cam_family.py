@@ -20,13 +20,14 @@ from medxai_lib.explain.capture import (ClassSpec, LayerSpec, check_images, eval
 # ---- gradient-weighted -------------------------------------------------------------------------
 
 
-def _gradcam_pp_combine(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+def _gradcam_pp_combine(activation: torch.Tensor, grad: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     # Chattopadhay et al. 2018, eq. 19 with the exponential-score closed form: the third derivative at
     # (i, j) times the sum of activations over all positions -> denominator 2 g^2 + (sum_ab A_ab) g^3
     # (pytorch-grad-cam's choice; torchcam and MONAI use sum_ab(A_ab g_ab^3) instead).
     g2, g3 = grad.pow(2), grad.pow(3)
-    denom = 2 * g2 + activation.sum((2, 3), keepdim=True) * g3
-    alpha = g2 / torch.where(denom != 0, denom, torch.ones_like(denom))
+    denom = 2 * g2 + activation.sum((2, 3), keepdim=True) * g3 + eps
+    alpha = torch.where((grad != 0) & (denom != 0), g2 / torch.where(denom != 0, denom, torch.ones_like(denom)),
+                        torch.zeros_like(grad))
     weights = (alpha * torch.relu(grad)).sum((2, 3))
     return torch.relu(torch.einsum("bk,bkhw->bhw", weights, activation))
 
@@ -44,10 +45,13 @@ def _layer_cam_combine(activation: torch.Tensor, grad: torch.Tensor) -> torch.Te
     return torch.relu((torch.relu(grad) * activation).sum(1))
 
 
-def grad_cam_pp(model: nn.Module, images: torch.Tensor, layer: LayerSpec, classes: ClassSpec = None) -> torch.Tensor:
+def grad_cam_pp(model: nn.Module, images: torch.Tensor, layer: LayerSpec, classes: ClassSpec = None,
+                eps: float = 0.0) -> torch.Tensor:
     """Grad-CAM++ (Chattopadhay et al. 2018). Denominator ``2g^2 + sum_ab(A_ab) g^3`` as in the paper's
-    closed form and pytorch-grad-cam (torchcam/MONAI use ``sum_ab(A_ab g_ab^3)``). ``(B, T, h, w)`` >= 0."""
-    return gradient_maps(model, images, layer, classes, _gradcam_pp_combine)
+    closed form and pytorch-grad-cam (torchcam/MONAI use ``sum_ab(A_ab g_ab^3)``). pytorch-grad-cam adds
+    ``eps=1e-6`` to the denominator, which matters when gradients are small; ours is exact by default.
+    ``(B, T, h, w)`` >= 0."""
+    return gradient_maps(model, images, layer, classes, lambda a, g: _gradcam_pp_combine(a, g, eps))
 
 
 def xgrad_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec, classes: ClassSpec = None) -> torch.Tensor:
@@ -70,14 +74,15 @@ def layer_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec, classes:
 
 def score_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec, classes: ClassSpec = None,
               baseline: bool = False, softmax: bool = False, channel_softmax: bool = False,
-              chunk_size: int | str = "auto") -> torch.Tensor:
+              align_corners: bool = False, chunk_size: int | str = "auto") -> torch.Tensor:
     """Score-CAM (Wang et al. 2020): channel k's weight is the class score of the input masked by
     A_k (upsampled, min-max scaled to [0, 1]); ``map = relu(sum_k w_k A_k)``.
 
     All classes come from the same K masked forwards per image, run in chunks (``"auto"`` sizes them
     from free memory). ``softmax``: score = softmax probability (the paper) instead of the logit
     (pytorch-grad-cam). ``baseline``: subtract the score of the fully masked (all-zero) input (torchcam).
-    ``channel_softmax``: softmax the scores over the K channels (pytorch-grad-cam's weighting).
+    ``channel_softmax``: softmax the scores over the K channels (pytorch-grad-cam's weighting);
+    ``align_corners``: how the activations are upsampled into masks (pytorch-grad-cam: True).
     Returns ``(B, T, h, w)`` >= 0.
     """
     check_chunk_size(chunk_size)
@@ -88,7 +93,7 @@ def score_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec, classes:
         idx = resolve_classes(classes, logits)
         activation = acts[name].detach()
         batch, channels = activation.shape[:2]
-        masks = F.interpolate(activation, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        masks = F.interpolate(activation, size=images.shape[-2:], mode="bilinear", align_corners=align_corners)
         low = masks.flatten(2).min(-1).values[..., None, None]
         high = masks.flatten(2).max(-1).values[..., None, None]
         masks = torch.where(high > low, (masks - low) / (high - low).clamp_min(1e-12), torch.zeros_like(masks))
