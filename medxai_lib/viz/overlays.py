@@ -20,19 +20,30 @@ def to_display(image: torch.Tensor, normalized: bool = True) -> np.ndarray:
     return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
 
 
+def _clip_percentiles(maps: torch.Tensor, low: float = 0.01, high: float = 0.99) -> torch.Tensor:
+    """Clip each (h, w) map to its [1%, 99%] quantiles so single extreme pixels do not wash it out."""
+    flat = maps.flatten(2)
+    lo = torch.quantile(flat, low, dim=-1, keepdim=True)
+    hi = torch.quantile(flat, high, dim=-1, keepdim=True)
+    return torch.maximum(torch.minimum(flat, hi), lo).view_as(maps)
+
+
 def plot_map_grid(images: torch.Tensor, columns: Mapping[str, torch.Tensor], masks: torch.Tensor | None = None,
                   row_titles: Sequence[str] | None = None, title: str | None = None, cmap: str = "magma",
                   alpha: float = 0.55, normalized_images: bool = True, cell_inches: float = 2.0) -> plt.Figure:
     """Rows = images, columns = the image then one blended heatmap per entry of ``columns``.
 
-    ``images (B, C, H, W)``; each column ``(B, 1, h, w)`` (upsampled and min-max normalised per map);
+    ``images (B, C, H, W)``; each column ``(B, 1, h, w)`` (upsampled, clipped to its 1-99% quantiles and
+    min-max normalised per map);
     ``masks (B, 1, H, W)`` drawn as cyan contours.
     """
     batch = images.shape[0]
     ncols = 1 + len(columns)
     fig, axes = plt.subplots(batch, ncols, figsize=(cell_inches * ncols + 0.6, cell_inches * batch), squeeze=False)
     size = images.shape[-2:]
-    shown = {name: normalize(upsample(maps.detach().cpu().float()[:, :1], tuple(size))) for name, maps in columns.items()}
+    shown = {name: normalize(_clip_percentiles(upsample(maps.detach().cpu().float()[:, :1], tuple(size))))
+             for name, maps in columns.items()}
+    fontsize = 9 if ncols <= 7 else 7
     heat = None
     for row in range(batch):
         base = to_display(images[row], normalized_images)
@@ -42,7 +53,7 @@ def plot_map_grid(images: torch.Tensor, columns: Mapping[str, torch.Tensor], mas
             axes[row, col].imshow(base, cmap="gray", vmin=0, vmax=1)
             heat = axes[row, col].imshow(maps[row, 0].numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
             if row == 0:
-                axes[row, col].set_title(name, fontsize=9)
+                axes[row, col].set_title(name, fontsize=fontsize)
         if masks is not None:
             for col in range(ncols):
                 axes[row, col].contour(masks[row, 0].cpu().numpy(), levels=[0.5], colors="cyan", linewidths=0.7)
