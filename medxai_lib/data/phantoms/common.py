@@ -1,0 +1,52 @@
+"""Drawing helpers shared by the phantoms (numpy, vectorised, deterministic)."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from scipy import ndimage
+
+
+@lru_cache(maxsize=8)
+def unit_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates in [0, 1): ``(x, y)``, each ``(S, S)`` float32."""
+    coords = (np.arange(size, dtype=np.float32) + 0.5) / size
+    return np.broadcast_to(coords[None, :], (size, size)), np.broadcast_to(coords[:, None], (size, size))
+
+
+def smooth_noise(rng: np.random.Generator, size: int, cells: int, channels: int = 0) -> np.ndarray:
+    """Bilinearly upsampled Gaussian noise: ``(S, S)`` (or ``(channels, S, S)``), about unit variance."""
+    shape = (channels, cells, cells) if channels else (cells, cells)
+    coarse = rng.standard_normal(shape).astype(np.float32)
+    zoom = (1, size / cells, size / cells) if channels else size / cells
+    out = ndimage.zoom(coarse, zoom, order=1, mode="nearest")
+    return out[..., :size, :size]
+
+
+def segment_distance(x: np.ndarray, y: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
+    """Distance of every pixel to the segment p0-p1 (a disc when p0 == p1)."""
+    d = p1 - p0
+    length2 = float(d @ d)
+    if length2 < 1e-12:
+        return np.hypot(x - p0[0], y - p0[1])
+    t = np.clip(((x - p0[0]) * d[0] + (y - p0[1]) * d[1]) / length2, 0.0, 1.0)
+    return np.hypot(x - p0[0] - t * d[0], y - p0[1] - t * d[1])
+
+
+def polyline_distance(x: np.ndarray, y: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Distance to a polyline given as ``(N, 2)`` points."""
+    out = np.full(x.shape, np.inf, dtype=np.float32)
+    for p0, p1 in zip(points[:-1], points[1:]):
+        out = np.minimum(out, segment_distance(x, y, p0, p1))
+    return out
+
+
+def bezier(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, n: int = 12) -> np.ndarray:
+    """Points of a quadratic Bezier curve, ``(n, 2)``."""
+    t = np.linspace(0, 1, n, dtype=np.float32)[:, None]
+    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
+
+
+def soft(mask_distance: np.ndarray, width: float) -> np.ndarray:
+    """1 inside (distance < 0), fading to 0 over ``width``: anti-aliased edges."""
+    return np.clip(0.5 - mask_distance / max(width, 1e-6), 0.0, 1.0)
