@@ -1,0 +1,267 @@
+"""H&E-like histology phantom with diagnostic reports (in the spirit of MDNet's BCIDR data).
+
+Five nuclear attributes are graded 0 (normal), 1 (mild) or 2 (severe), each expressed inside its own
+known region (one mask per attribute):
+
+* ``pleomorphism``: nuclear size and shape vary;        * ``crowding``: nuclei packed densely;
+* ``polarity``: nuclei lose their common orientation;   * ``mitosis``: dark, ragged mitotic figures;
+* ``nucleoli``: a prominent dark nucleolus per nucleus.
+
+Class rule (:func:`histology_class`): ``insufficient information`` when too little tissue is present;
+``high grade`` when any attribute is severe or the grades sum to >= 5; ``low grade`` when they sum to
+>= 2; else ``normal``. Each image gets 5 reports drawn from varied templates (synonyms, word order):
+one sentence per attribute and a conclusion.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from medxai_lib.data.phantoms.common import smooth_noise, unit_grid
+from medxai_lib.data.transforms import normalize_image
+
+ATTRIBUTES = ("pleomorphism", "crowding", "polarity", "mitosis", "nucleoli")
+HISTOLOGY_CLASSES = ("normal", "low grade", "high grade", "insufficient information")
+
+_SENTENCES: dict[str, dict[int, list[str]]] = {
+    "pleomorphism": {0: ["nuclei are uniform in size and shape", "there is no nuclear pleomorphism",
+                         "nuclear size is regular"],
+                     1: ["mild nuclear pleomorphism is present", "nuclei show mild variation in size",
+                         "there is mild pleomorphism of the nuclei"],
+                     2: ["severe nuclear pleomorphism is present", "nuclei vary markedly in size and shape",
+                         "there is severe pleomorphism of the nuclei"]},
+    "crowding": {0: ["cells are not crowded", "there is no cell crowding", "cell density is normal"],
+                 1: ["cells are mildly crowded", "there is mild cell crowding", "cell density is mildly increased"],
+                 2: ["cells are severely crowded", "there is severe cell crowding", "cells are densely packed"]},
+    "polarity": {0: ["polarity is preserved", "cells keep their polarity", "nuclear orientation is regular"],
+                 1: ["polarity is partially lost", "there is mild loss of polarity", "cells are mildly disordered"],
+                 2: ["polarity is completely lost", "there is complete loss of polarity", "cells are severely disordered"]},
+    "mitosis": {0: ["no mitosis is seen", "mitotic figures are absent", "there is no mitosis"],
+                1: ["rare mitoses are seen", "occasional mitotic figures are present", "there is rare mitosis"],
+                2: ["frequent mitoses are seen", "mitotic figures are frequent", "there is frequent mitosis"]},
+    "nucleoli": {0: ["nucleoli are inconspicuous", "nucleoli are not prominent", "there are no prominent nucleoli"],
+                 1: ["nucleoli are mildly prominent", "some nucleoli are prominent", "there are mildly prominent nucleoli"],
+                 2: ["nucleoli are very prominent", "most nucleoli are prominent", "there are very prominent nucleoli"]},
+}
+_CONCLUSIONS = {"normal": ["conclusion normal", "the diagnosis is normal tissue"],
+                "low grade": ["conclusion low grade carcinoma", "the diagnosis is low grade"],
+                "high grade": ["conclusion high grade carcinoma", "the diagnosis is high grade"],
+                "insufficient information": ["conclusion insufficient information",
+                                             "the diagnosis is insufficient information"]}
+_INSUFFICIENT = {a: ["the tissue is insufficient to assess " + a.replace("nucleoli", "nucleoli"),
+                     a + " cannot be assessed"] for a in ATTRIBUTES}
+
+
+def histology_class(grades: dict[str, int], sufficient: bool = True) -> str:
+    """The phantom's documented class rule."""
+    if not sufficient:
+        return "insufficient information"
+    values = [int(grades[a]) for a in ATTRIBUTES]
+    if max(values) == 2 or sum(values) >= 5:
+        return "high grade"
+    if sum(values) >= 2:
+        return "low grade"
+    return "normal"
+
+
+def make_reports(grades: dict[str, int], sufficient: bool, rng: np.random.Generator, n: int = 5) -> list[str]:
+    """``n`` reports: one sentence per attribute (random synonym template, random order of the
+    attribute sentences) and the conclusion last."""
+    label = histology_class(grades, sufficient)
+    reports = []
+    for _ in range(n):
+        order = list(ATTRIBUTES)
+        rng.shuffle(order)
+        parts = [rng.choice(_SENTENCES[a][grades[a]] if sufficient else _INSUFFICIENT[a]) for a in order]
+        parts.append(rng.choice(_CONCLUSIONS[label]))
+        reports.append(" . ".join(parts) + " .")
+    return reports
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case words and full stops."""
+    return re.findall(r"[a-z]+|\.", text.lower())
+
+
+class Vocabulary:
+    """Word <-> index with ``<pad>`` = 0, ``<bos>``, ``<eos>``, ``<unk>``."""
+
+    SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+
+    def __init__(self, texts: Iterable[str], min_count: int = 1) -> None:
+        counts = Counter(tok for text in texts for tok in tokenize(text))
+        self.itos = list(self.SPECIALS) + sorted(w for w, c in counts.items() if c >= min_count)
+        self.stoi = {w: i for i, w in enumerate(self.itos)}
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str, max_len: int | None = None) -> list[int]:
+        ids = [self.stoi["<bos>"]] + [self.stoi.get(t, self.stoi["<unk>"]) for t in tokenize(text)] + [self.stoi["<eos>"]]
+        if max_len is not None:
+            ids = (ids + [0] * max_len)[:max_len]
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        words = []
+        for i in ids:
+            word = self.itos[int(i)]
+            if word == "<eos>":
+                break
+            if word not in ("<pad>", "<bos>"):
+                words.append(word)
+        return " ".join(words)
+
+
+@dataclass(frozen=True)
+class HistologySpec:
+    index: int
+    patient: str
+    grades: tuple[tuple[str, int], ...]
+    sufficient: bool
+    render_seed: int
+
+    @property
+    def label(self) -> int:
+        return HISTOLOGY_CLASSES.index(histology_class(dict(self.grades), self.sufficient))
+
+
+def _region(rng: np.random.Generator, size: int) -> np.ndarray:
+    field = smooth_noise(rng, size, 3)
+    return field > np.quantile(field, rng.uniform(0.45, 0.7))
+
+
+def render_histology(spec: HistologySpec, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Returns ``(image (3, S, S) float32, attribute masks (5, S, S) bool)``; a mask is empty when its
+    attribute's grade is 0."""
+    rng = np.random.default_rng(spec.render_seed)
+    grades = dict(spec.grades)
+    x, y = unit_grid(size)
+    px = 1.0 / size
+    stroma = 1 + 0.06 * smooth_noise(rng, size, max(4, size // 6))
+    image = np.array([0.93, 0.72, 0.84], np.float32)[:, None, None] * stroma[None]
+    tissue = np.ones((size, size), bool) if spec.sufficient else (smooth_noise(rng, size, 3) > 1.0)
+    image = np.where(tissue[None], image, np.array([0.97, 0.95, 0.96], np.float32)[:, None, None])
+    masks = np.stack([_region(rng, size) if grades[a] > 0 and spec.sufficient else np.zeros((size, size), bool)
+                      for a in ATTRIBUTES])
+    base_spacing = 0.075
+    nuclei_rgb = np.array([0.30, 0.22, 0.52], np.float32)
+    axis_angle = rng.uniform(0, np.pi)
+    # a jittered grid of candidate nuclei; crowded regions get a denser grid
+    candidates = []
+    for spacing, crowded in ((base_spacing, False), (base_spacing / (1 + 0.6 * grades["crowding"]), True)):
+        if crowded and grades["crowding"] == 0:
+            continue
+        n = int(1 / spacing)
+        gx, gy = np.meshgrid((np.arange(n) + 0.5) / n, (np.arange(n) + 0.5) / n)
+        pts = np.stack([gx.ravel(), gy.ravel()], 1) + rng.normal(0, spacing * 0.2, (n * n, 2))
+        ix = np.clip((pts[:, 0] * size).astype(int), 0, size - 1)
+        iy = np.clip((pts[:, 1] * size).astype(int), 0, size - 1)
+        keep = (masks[1, iy, ix] == crowded) & tissue[iy, ix]
+        candidates += list(zip(pts[keep, 0], pts[keep, 1], ix[keep], iy[keep]))
+    if candidates:
+        cx_all, cy_all, ix_all, iy_all = (np.asarray(v) for v in zip(*candidates))
+    else:
+        cx_all = cy_all = ix_all = iy_all = np.zeros(0)
+    ix_all, iy_all = ix_all.astype(int), iy_all.astype(int)
+    local = masks[:, iy_all, ix_all] * np.array([grades[a] for a in ATTRIBUTES])[:, None]   # (5, N) grades here
+    count = len(cx_all)
+    radius = np.clip(0.018 * (1 + rng.normal(0, 1, count) * (0.12 + 0.25 * local[0])), 0.008, 0.04)
+    elong = np.maximum(1.6 + rng.normal(0, 1, count) * (0.1 + 0.3 * local[0]), 1.0)
+    angle = axis_angle + rng.normal(0, 1, count) * (0.15 + 0.9 * local[2])
+    mitotic = rng.random(count) < 0.15 * local[3]
+    radius = np.where(mitotic, radius * 0.9, radius)
+    elong = np.where(mitotic, 1.0 + rng.uniform(0, 0.8, count), elong)
+    shade = rng.uniform(0.9, 1.1, count)
+    mitotic_rgb = np.array([0.12, 0.06, 0.22], np.float32)[:, None, None]
+    nucleolus_rgb = np.array([0.12, 0.05, 0.18], np.float32)[:, None]
+    for k in range(count):
+        cx, cy, ix, iy, r, e = cx_all[k], cy_all[k], ix_all[k], iy_all[k], radius[k], elong[k]
+        colour = mitotic_rgb if mitotic[k] else (nuclei_rgb * shade[k])[:, None, None]
+        half = int(r * e * size) + 3
+        window = (slice(max(iy - half, 0), iy + half + 1), slice(max(ix - half, 0), ix + half + 1))
+        xs, ys = x[window] - cx, y[window] - cy
+        cos, sin = np.cos(angle[k]), np.sin(angle[k])
+        shape = ((xs * cos + ys * sin) / (r * e)) ** 2 + ((ys * cos - xs * sin) / r) ** 2
+        alpha = np.clip(3 - 3 * shape, 0, 1)[None]
+        patch = image[(slice(None), *window)]
+        patch += alpha * (colour - patch)
+        if local[4, k] and not mitotic[k]:
+            dot = (xs ** 2 + ys ** 2) < max(1.0 * px, r * 0.3 * (0.6 + 0.4 * local[4, k])) ** 2
+            patch[:, dot] = nucleolus_rgb
+    image = image + rng.normal(0, 0.01, image.shape).astype(np.float32)
+    return np.clip(image, 0, 1).astype(np.float32), masks & tissue[None]
+
+
+class HistologyPhantom(Dataset):
+    """Histology patches with five graded attributes, masks and five reports each.
+
+    Items: ``image`` (3, S, S), ``label`` () class index into :data:`HISTOLOGY_CLASSES`, ``mask``
+    (1, S, S) union of abnormal-attribute regions, ``attribute_masks`` (5, S, S), ``grades`` (5,) long,
+    ``reports`` list of 5 strings, ``meta`` (patient, class name).
+    """
+
+    def __init__(self, n_images: int = 200, size: int = 128, seed: int = 0, insufficient_prob: float = 0.05,
+                 normalize: bool = True, cache: bool = True) -> None:
+        if not isinstance(n_images, int) or n_images < 1:
+            raise ValueError(f"n_images: expected a positive int, got {n_images!r}")
+        if not isinstance(size, int) or size < 32:
+            raise ValueError(f"size: expected an int >= 32, got {size!r}")
+        if not 0 <= insufficient_prob <= 1:
+            raise ValueError(f"insufficient_prob: expected a probability, got {insufficient_prob!r}")
+        rng = np.random.default_rng([seed, 17])
+        self.size, self.normalize, self.cache = size, normalize, cache
+        self.specs, self.reports = [], []
+        for i in range(n_images):
+            severity = rng.uniform(0, 1)
+            grades = {a: int(np.clip(np.round(rng.normal(1.7 * severity - 0.1, 0.5)), 0, 2)) for a in ATTRIBUTES}
+            sufficient = bool(rng.random() >= insufficient_prob)
+            spec = HistologySpec(i, f"patient{i // 30:03d}", tuple(grades.items()), sufficient, int(rng.integers(2**31)))
+            self.specs.append(spec)
+            self.reports.append(make_reports(grades, sufficient, np.random.default_rng([seed, i, 5])))
+        self._cache: dict[int, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([s.label for s in self.specs], dtype=np.int64)
+
+    @property
+    def grades(self) -> np.ndarray:
+        """``(N, 5)`` attribute grades in the order of :data:`ATTRIBUTES`."""
+        return np.array([[dict(s.grades)[a] for a in ATTRIBUTES] for s in self.specs], dtype=np.int64)
+
+    @property
+    def has_masks(self) -> bool:
+        return True
+
+    def vocabulary(self) -> Vocabulary:
+        return Vocabulary(r for reports in self.reports for r in reports)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index: {index} out of range for a dataset of {len(self)} images")
+        index = index % len(self)
+        if index in self._cache:
+            return self._cache[index]
+        spec = self.specs[index]
+        image, masks = render_histology(spec, self.size)
+        tensor = torch.from_numpy(image)
+        item = {"image": normalize_image(tensor) if self.normalize else tensor,
+                "label": torch.tensor(spec.label, dtype=torch.long),
+                "mask": torch.from_numpy(masks.any(0).astype(np.float32))[None],
+                "attribute_masks": torch.from_numpy(masks.astype(np.float32)),
+                "grades": torch.tensor([dict(spec.grades)[a] for a in ATTRIBUTES], dtype=torch.long),
+                "reports": list(self.reports[index]),
+                "meta": {"patient": spec.patient, "class": HISTOLOGY_CLASSES[spec.label]}}
+        if self.cache:
+            self._cache[index] = item
+        return item
