@@ -39,7 +39,9 @@ lab: install
 
 benchmark: install
 	$(PY) benchmarks/gradcam_vs_peers.py
-	$(PY) benchmarks/phantom_speed.py
+	$(PY) benchmarks/phantoms.py
+	$(PY) benchmarks/explain_vs_peers.py
+	$(PY) benchmarks/agreement.py
 
 clean:
 	rm -rf runs data/cache .pytest_cache $(VENV) *.egg-info

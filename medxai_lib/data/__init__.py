@@ -7,8 +7,16 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
+from medxai_lib.data.phantoms.fundus import DR_GRADES, LESION_TYPES, FundusPhantom, dr_grade
+from medxai_lib.data.phantoms.histology import (ATTRIBUTES, HISTOLOGY_CLASSES, HistologyPhantom, Vocabulary,
+                                                histology_class, tokenize)
 from medxai_lib.data.phantoms.radiograph import ABNORMALITIES, BODY_PARTS, RadiographPhantom
+from medxai_lib.data.phantoms.skin import CONCEPTS, HAM_CLASSES, SkinLesionPhantom
+from medxai_lib.data.real.common import group_split
+from medxai_lib.data.real.medmnist import MedMNIST
 from medxai_lib.data.real.mura import MuraDataset
+from medxai_lib.data.real.retina import DRIVE, STARE, KaggleDR
+from medxai_lib.data.real.skin import HAM10000, ISIC2018Task3
 
 DATA_ENV = "MEDXAI_DATA"
 
@@ -87,5 +95,8 @@ def radiograph_splits(data_root: str | Path | None = None, size: int = 96, chann
             first_studies(MuraDataset(root, "valid", size=size, channels=channels), max_images))
 
 
-__all__ = ["ABNORMALITIES", "BODY_PARTS", "DATA_ENV", "MuraDataset", "RadiographPhantom", "example_indices", "first_studies",
-           "radiograph_splits", "resolve_data_root"]
+__all__ = ["ABNORMALITIES", "ATTRIBUTES", "BODY_PARTS", "CONCEPTS", "DATA_ENV", "DRIVE", "DR_GRADES", "FundusPhantom",
+           "HAM10000", "HAM_CLASSES", "HISTOLOGY_CLASSES", "HistologyPhantom", "ISIC2018Task3", "KaggleDR",
+           "LESION_TYPES", "MedMNIST", "MuraDataset", "RadiographPhantom", "STARE", "SkinLesionPhantom",
+           "Vocabulary", "dr_grade", "example_indices", "first_studies", "group_split", "histology_class",
+           "radiograph_splits", "resolve_data_root", "tokenize"]

@@ -65,14 +65,15 @@ def breast_cancer() -> Table:
 def _retina_maps(size: int) -> tuple[np.ndarray, np.ndarray]:
     from skimage.filters import frangi, threshold_otsu
     from skimage.measure import label
-    from skimage.morphology import binary_erosion, disk, remove_small_objects
+    from scipy.ndimage import binary_erosion
+    from skimage.morphology import disk, remove_small_objects
     image = retina(size).numpy()
     luminance = image.mean(0)
     fov = luminance > 0.1 * luminance.max()
     labels = label(fov)
     if labels.max() > 0:
         fov = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
-    inner = binary_erosion(fov, disk(max(2, size // 64)))
+    inner = binary_erosion(fov, structure=disk(max(2, size // 64)))
     green = image[1]
     response = frangi(green, sigmas=np.linspace(1, max(2, size / 256), 4), black_ridges=True)
     response = np.where(inner, response, 0)

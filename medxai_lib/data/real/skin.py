@@ -1,0 +1,100 @@
+"""HAM10000 and ISIC 2018 Task 3 loaders (dermoscopy), read as distributed.
+
+HAM10000: ``HAM10000_metadata.csv`` (lesion_id, image_id, dx, dx_type, age, sex, localization[, dataset]) and
+``HAM10000_images_part_1/``, ``HAM10000_images_part_2/`` holding ``<image_id>.jpg``. Several images share a
+lesion: split with :func:`medxai_lib.data.real.common.group_split` on ``lesion_ids``.
+ISIC 2018 Task 3: ``ISIC2018_Task3_Training_Input/<image>.jpg`` and
+``ISIC2018_Task3_Training_GroundTruth.csv`` (image, MEL, NV, BCC, AKIEC, BKL, DF, VASC; one-hot floats).
+Items: ``image`` (3, S, S) ImageNet-normalised, ``label`` () index into :data:`HAM_CLASSES`, ``meta``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from medxai_lib.data.phantoms.skin import HAM_CLASSES
+from medxai_lib.data.real.common import read_csv, read_image, to_tensor
+from medxai_lib.data.transforms import normalize_image
+
+ISIC_COLUMNS = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
+
+
+class _ImageFolderDataset(Dataset):
+    paths: list[Path]
+    records: list[dict[str, Any]]
+    size: int | None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([r["label"] for r in self.records], dtype=np.int64)
+
+    @property
+    def has_masks(self) -> bool:
+        return False
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index: {index} out of range for a dataset of {len(self)} images")
+        rec = self.records[index]
+        image = normalize_image(to_tensor(read_image(self.paths[index], "RGB"), self.size))
+        return {"image": image, "label": torch.tensor(rec["label"], dtype=torch.long),
+                "meta": {k: v for k, v in rec.items() if k != "label"}}
+
+
+class HAM10000(_ImageFolderDataset):
+    """HAM10000 from its metadata CSV and its two image folders (every row must have its image)."""
+
+    def __init__(self, root: str | Path, size: int | None = 224) -> None:
+        root = Path(root).expanduser()
+        rows = read_csv(root / "HAM10000_metadata.csv", ("lesion_id", "image_id", "dx"))
+        folders = [root / "HAM10000_images_part_1", root / "HAM10000_images_part_2"]
+        if not any(f.is_dir() for f in folders):
+            raise FileNotFoundError(f"root: neither {folders[0]} nor {folders[1]} exists")
+        self.size, self.paths, self.records = size, [], []
+        for line, row in enumerate(rows, start=2):
+            if row["dx"] not in HAM_CLASSES:
+                raise ValueError(f"{root / 'HAM10000_metadata.csv'} line {line}: unknown dx {row['dx']!r}; "
+                                 f"expected one of {HAM_CLASSES}")
+            found = [f / f"{row['image_id']}.jpg" for f in folders if (f / f"{row['image_id']}.jpg").is_file()]
+            if not found:
+                raise FileNotFoundError(f"{root / 'HAM10000_metadata.csv'} line {line}: no image "
+                                        f"{row['image_id']}.jpg in {folders[0].name} or {folders[1].name}")
+            self.paths.append(found[0])
+            self.records.append({"label": HAM_CLASSES.index(row["dx"]), "lesion_id": row["lesion_id"],
+                                 "image_id": row["image_id"], "diagnosis": row["dx"]})
+
+    @property
+    def lesion_ids(self) -> list[str]:
+        return [r["lesion_id"] for r in self.records]
+
+
+class ISIC2018Task3(_ImageFolderDataset):
+    """ISIC 2018 Task 3 training set from its one-hot ground-truth CSV."""
+
+    def __init__(self, root: str | Path, size: int | None = 224) -> None:
+        root = Path(root).expanduser()
+        csv_path = root / "ISIC2018_Task3_Training_GroundTruth.csv"
+        rows = read_csv(csv_path, ("image", *ISIC_COLUMNS))
+        folder = root / "ISIC2018_Task3_Training_Input"
+        self.size, self.paths, self.records = size, [], []
+        for line, row in enumerate(rows, start=2):
+            try:
+                onehot = np.array([float(row[c]) for c in ISIC_COLUMNS])
+            except ValueError as exc:
+                raise ValueError(f"{csv_path} line {line}: non-numeric label ({exc})") from exc
+            if not np.isclose(onehot.sum(), 1.0) or not np.isin(onehot, (0.0, 1.0)).all():
+                raise ValueError(f"{csv_path} line {line}: expected a one-hot row, got {onehot.tolist()}")
+            path = folder / f"{row['image']}.jpg"
+            if not path.is_file():
+                raise FileNotFoundError(f"{csv_path} line {line}: missing image {path}")
+            diagnosis = ISIC_COLUMNS[int(onehot.argmax())].lower()
+            self.paths.append(path)
+            self.records.append({"label": HAM_CLASSES.index(diagnosis), "image_id": row["image"],
+                                 "diagnosis": diagnosis})
