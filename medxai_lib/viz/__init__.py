@@ -1,6 +1,7 @@
 """Figures: overlays and grids (explorers join later)."""
 import matplotlib
 
+from medxai_lib.viz.gallery import plot_with_masks
 from medxai_lib.viz.overlays import plot_gallery, plot_map_grid, to_display
 
 
@@ -9,4 +10,4 @@ def notebook_style(dpi: int = 72) -> None:
     matplotlib.rcParams.update({"figure.dpi": dpi, "savefig.dpi": dpi, "image.interpolation": "nearest"})
 
 
-__all__ = ["notebook_style", "plot_gallery", "plot_map_grid", "to_display"]
+__all__ = ["notebook_style", "plot_gallery", "plot_map_grid", "plot_with_masks", "to_display"]
