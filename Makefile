@@ -6,13 +6,14 @@ STAMP := $(VENV)/.medxai-installed
 PARAMS ?=
 export MEDXAI_PROGRESS ?= 0
 
-.PHONY: help install test test-unit test-notebooks run lab benchmark clean
+.PHONY: help install test test-unit test-notebooks run lab benchmark claims clean
 
 help:
 	@echo "make test      unit tests + nbval on the notebooks (creates .venv first)"
 	@echo "make run       execute every notebook with papermill into runs/latest/ (PARAMS=file.yaml to override)"
 	@echo "make lab       JupyterLab on notebooks/"
 	@echo "make benchmark print the benchmark ratios"
+	@echo "make claims    re-run every notebook with seeds 0, 1, 2 and check its claims still hold"
 	@echo "make clean     remove runs/, caches and the virtual environment"
 
 install: $(STAMP)
@@ -42,6 +43,9 @@ benchmark: install
 	$(PY) benchmarks/phantoms.py
 	$(PY) benchmarks/explain_vs_peers.py
 	$(PY) benchmarks/agreement.py
+
+claims: install
+	$(PY) scripts/claims_across_seeds.py --seeds 0 1 2
 
 clean:
 	rm -rf runs data/cache .pytest_cache $(VENV) *.egg-info

@@ -41,3 +41,76 @@ def radiograph_classifier(seed: int = 0, image_size: int = 96, n_train_studies: 
                 "max": max_images}
     result = fit(net, train, val, config, device=resolve_device(device), cache_key=data_key)
     return TrainedRadiographModel(result.model, train, val, result, root, data_key)
+
+
+@dataclass
+class TrainedSkinModel:
+    model: nn.Module
+    train: Dataset
+    val: Dataset
+    fit: FitResult
+    root: Path | None
+
+
+def skin_classifier(seed: int = 0, image_size: int = 96, n_train_lesions: int = 400, n_val_lesions: int = 200,
+                    width: int = 16, epochs: int = 10, lr: float = 2e-3, batch_size: int = 32,
+                    data_root: str | Path | None = None, attention: bool = False, device: str = "auto"
+                    ) -> TrainedSkinModel:
+    """Benign / malignant classifier (two logits) on the skin-lesion phantom, or on HAM10000 (melanoma
+    vs the rest; split by lesion) when a data root holds ``HAM10000_metadata.csv``. Cached."""
+    from medxai_lib.data import HAM10000, SkinLesionPhantom, group_split
+    from medxai_lib.models.cnn import AttentionGatedCNN, SkinCNN
+    root = resolve_data_root(data_root)
+    if root is None:
+        train: Dataset = SkinLesionPhantom(n_train_lesions, size=image_size, seed=seed)
+        val: Dataset = SkinLesionPhantom(n_val_lesions, size=image_size, seed=seed + 1000)
+    else:
+        full = _MelanomaVsRest(HAM10000(root, size=image_size))
+        train_idx, val_idx = group_split(full.base.lesion_ids, (0.8, 0.2), seed=seed)
+        train, val = _Subset(full, train_idx), _Subset(full, val_idx)
+    seed_everything(seed)
+    net = (AttentionGatedCNN if attention else SkinCNN)(2, 3, width)
+    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    key = {"data": str(root or "skin-phantom"), "size": image_size, "train": n_train_lesions, "seed": seed}
+    result = fit(net, train, val, config, device=resolve_device(device), cache_key=key)
+    return TrainedSkinModel(result.model, train, val, result, root)
+
+
+class _MelanomaVsRest(Dataset):
+    """HAM10000 relabelled 1 = melanoma, 0 = anything else."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    @property
+    def labels(self):  # noqa: ANN201
+        from medxai_lib.data import HAM_CLASSES
+        return (self.base.labels == HAM_CLASSES.index("mel")).astype("int64")
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.base[index])
+        from medxai_lib.data import HAM_CLASSES
+        item["label"] = (item["label"] == HAM_CLASSES.index("mel")).long()
+        return item
+
+
+class _Subset(Dataset):
+    def __init__(self, base: Dataset, indices: Any) -> None:
+        self.base, self.indices = base, [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def labels(self):  # noqa: ANN201
+        return self.base.labels[self.indices]
+
+    @property
+    def has_masks(self) -> bool:
+        return False
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.base[self.indices[index]]

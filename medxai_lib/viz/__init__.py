@@ -2,7 +2,7 @@
 import matplotlib
 
 from medxai_lib.viz.gallery import plot_with_masks
-from medxai_lib.viz.overlays import plot_gallery, plot_map_grid, to_display
+from medxai_lib.viz.overlays import plot_feature_maps, plot_gallery, plot_map_grid, to_display
 
 
 def notebook_style(dpi: int = 72) -> None:
@@ -10,4 +10,4 @@ def notebook_style(dpi: int = 72) -> None:
     matplotlib.rcParams.update({"figure.dpi": dpi, "savefig.dpi": dpi, "image.interpolation": "nearest"})
 
 
-__all__ = ["notebook_style", "plot_gallery", "plot_map_grid", "plot_with_masks", "to_display"]
+__all__ = ["notebook_style", "plot_feature_maps", "plot_gallery", "plot_map_grid", "plot_with_masks", "to_display"]

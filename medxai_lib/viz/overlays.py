@@ -85,3 +85,36 @@ def plot_gallery(images: torch.Tensor, titles: Sequence[str], masks: torch.Tenso
         ax.set_title(titles[i], fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def plot_feature_maps(images: torch.Tensor, activations: torch.Tensor, units: Sequence[int],
+                      unit_titles: Sequence[str] | None = None, row_titles: Sequence[str] | None = None,
+                      masks: torch.Tensor | None = None, title: str | None = None, cmap: str = "viridis",
+                      alpha: float = 0.6, cell_inches: float = 1.6) -> plt.Figure:
+    """Van Molle-style figure: rows = images, columns = the image then the chosen units' feature maps
+    (upsampled, scaled per unit over the shown images) blended over it. ``activations (B, K, h, w)``."""
+    size = tuple(images.shape[-2:])
+    chosen = upsample(activations[:, list(units)].detach().cpu().float(), size)
+    scale = chosen.amax((0, 2, 3), keepdim=True).clamp_min(1e-12)
+    columns = {(unit_titles[i] if unit_titles else f"unit {u}"): (chosen[:, i:i + 1] / scale[:, i:i + 1])
+               for i, u in enumerate(units)}
+    batch, ncols = images.shape[0], 1 + len(columns)
+    fig, axes = plt.subplots(batch, ncols, figsize=(cell_inches * ncols, cell_inches * batch), squeeze=False)
+    for row in range(batch):
+        base = to_display(images[row])
+        axes[row, 0].imshow(base, cmap="gray", vmin=0, vmax=1)
+        if row_titles:
+            axes[row, 0].set_ylabel(row_titles[row], fontsize=7)
+        for col, (name, maps) in enumerate(columns.items(), start=1):
+            axes[row, col].imshow(base, cmap="gray", vmin=0, vmax=1)
+            axes[row, col].imshow(maps[row, 0].numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+            if masks is not None:
+                axes[row, col].contour(masks[row, 0].cpu().numpy(), levels=[0.5], colors="white", linewidths=0.5)
+            if row == 0:
+                axes[row, col].set_title(name, fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

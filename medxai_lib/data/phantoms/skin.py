@@ -107,14 +107,15 @@ def render_lesion(spec: LesionSpec, size: int = 128) -> tuple[np.ndarray, np.nda
         dot = np.hypot(x - cx, y - cy) < rng.uniform(1.0, 2.2) * px
         dots |= dot & lesion
     image = np.where(dots[None], np.array(_PALETTE["black"], np.float32)[:, None, None] * 1.3, image)
-    hair = np.zeros((size, size), bool)
+    hair, strands = np.zeros((size, size), bool), np.zeros((size, size), bool)
     for _ in range(spec.n_hairs):
         p0, p2 = rng.uniform(-0.1, 1.1, 2), rng.uniform(-0.1, 1.1, 2)
         p1 = (p0 + p2) / 2 + rng.normal(0, 0.15, 2)
         dist = polyline_distance(x, y, bezier(p0.astype(np.float32), p1.astype(np.float32), p2.astype(np.float32), 8))
-        strand = dist < rng.uniform(0.5, 0.9) * px
-        hair |= strand
-    image = np.where(hair[None], np.array([0.18, 0.13, 0.10], np.float32)[:, None, None], image)
+        width = rng.uniform(0.5, 0.9) * px
+        strands |= dist < width
+        hair |= dist < width + px   # the concept mask allows one pixel of annotation tolerance
+    image = np.where(strands[None], np.array([0.18, 0.13, 0.10], np.float32)[:, None, None], image)
     if spec.ruler:
         ticks = (np.abs(y - 0.04) < 1.2 * px) | ((np.mod(x, 0.08) < 1.5 * px) & (y < 0.08))
         image = np.where(ticks[None], 0.1, image)

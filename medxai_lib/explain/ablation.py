@@ -1,0 +1,56 @@
+"""Unit ablation: the causal test for feature-map explanations (switch units off, watch the output)."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from medxai_lib.explain.capture import LayerSpec, check_images, eval_mode, resolve_layer
+
+
+@contextmanager
+def ablate_units(model: nn.Module, layer: LayerSpec, units: Sequence[int], value: float = 0.0) -> Iterator[None]:
+    """Within the block, ``layer``'s output channels ``units`` are replaced by ``value``. The hook is
+    removed afterwards (also on error); weights are never touched."""
+    name, module = resolve_layer(model, layer)
+    units = [int(u) for u in units]
+
+    def hook(_m: nn.Module, _i: tuple, output: torch.Tensor) -> torch.Tensor:
+        if units and max(units) >= output.shape[1]:
+            raise ValueError(f"units: {max(units)} out of range for {name!r} with {output.shape[1]} channels")
+        output = output.clone()
+        output[:, units] = value
+        return output
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _probabilities(logits: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, 1)
+
+
+def ablation_effect(model: nn.Module, images: torch.Tensor, layer: LayerSpec, units: Sequence[int], target: int,
+                    batch_size: int = 64) -> torch.Tensor:
+    """Change of the ``target`` class probability per image when ``units`` are ablated, ``(N,)``
+    (negative = the units supported the class)."""
+    check_images(model, images)
+    with eval_mode(model), torch.no_grad():
+        before = torch.cat([_probabilities(model(p))[:, target] for p in images.split(batch_size)])
+        with ablate_units(model, layer, units):
+            after = torch.cat([_probabilities(model(p))[:, target] for p in images.split(batch_size)])
+    return after - before
+
+
+def random_units(n_units: int, count: int, exclude: Sequence[int] = (), seed: int = 0) -> list[int]:
+    """``count`` distinct units drawn from ``range(n_units)`` minus ``exclude`` (a control group)."""
+    pool = np.setdiff1d(np.arange(n_units), np.asarray(list(exclude), dtype=int))
+    if count > len(pool):
+        raise ValueError(f"count: {count} units requested but only {len(pool)} are left after excluding {len(exclude)}")
+    return sorted(np.random.default_rng(seed).choice(pool, size=count, replace=False).tolist())
