@@ -43,6 +43,9 @@ def radiograph_classifier(seed: int = 0, image_size: int = 96, n_train_studies: 
     return TrainedRadiographModel(result.model, train, val, result, root, data_key)
 
 
+SKIN_RENDERER_VERSION = 2  # bump when the skin phantom's pixels change, so cached models are retrained
+
+
 @dataclass
 class TrainedSkinModel:
     model: nn.Module
@@ -71,7 +74,8 @@ def skin_classifier(seed: int = 0, image_size: int = 96, n_train_lesions: int = 
     seed_everything(seed)
     net = (AttentionGatedCNN if attention else SkinCNN)(2, 3, width)
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    key = {"data": str(root or "skin-phantom"), "size": image_size, "train": n_train_lesions, "seed": seed}
+    key = {"data": str(root or "skin-phantom"), "size": image_size, "train": n_train_lesions, "seed": seed,
+           "renderer": SKIN_RENDERER_VERSION}
     result = fit(net, train, val, config, device=resolve_device(device), cache_key=key)
     return TrainedSkinModel(result.model, train, val, result, root)
 

@@ -27,10 +27,13 @@ class MethodInfo:
     stage: str             # "post-model" for every post-hoc method here
     output: str            # "layer map (B, T, h, w)" or "input map (B, T, C|1, H, W)"
     reference: str
+    form: str = "visualization"   # "visualization" (a map to look at) or "surrogate" (a simpler model)
+    attribution: bool = True      # assigns credit to input regions (vs attention, reports, examples)
 
 
 def _m(name: str, fn: Callable, family: str, needs_layer: bool, access: str, output: str, reference: str) -> MethodInfo:
-    return MethodInfo(name, fn, family, needs_layer, access, "local", "post-model", output, reference)
+    form = "surrogate" if family == "surrogate" else "visualization"
+    return MethodInfo(name, fn, family, needs_layer, access, "local", "post-model", output, reference, form)
 
 
 _LAYER, _INPUT = "layer map (B, T, h, w)", "input map (B, T, C|1, H, W)"
@@ -89,9 +92,38 @@ def as_heatmap(attribution: torch.Tensor, size: int | tuple[int, int]) -> torch.
     return attribution
 
 
-def taxonomy_table() -> "pandas.DataFrame":
-    """The registry as a table: one row per method, one column per taxonomy axis."""
+def _other_techniques() -> dict[str, MethodInfo]:
+    """Techniques of the taxonomy that are not input attributions, with the code that implements them."""
+    from sklearn.decomposition import PCA
+    from sklearn.inspection import permutation_importance
+    from sklearn.manifold import TSNE
+    from sklearn.tree import DecisionTreeClassifier
+
+    from medxai_lib.explain.ablation import ablation_effect
+    from medxai_lib.models.cnn import AttentionGatedCNN
+    rows = [
+        MethodInfo("pca", PCA, "projection", False, _AGN, "global", "pre-model", "2-D embedding", "Pearson 1901",
+                   "visualization", False),
+        MethodInfo("tsne", TSNE, "projection", False, _AGN, "global", "pre-model", "2-D embedding",
+                   "van der Maaten & Hinton 2008", "visualization", False),
+        MethodInfo("attention_gate", AttentionGatedCNN.attend, "attention", False, _SPEC, "local", "in-model",
+                   "attention map (B, 1, h, w)", "Schlemper et al. 2019", "visualization", False),
+        MethodInfo("permutation_importance", permutation_importance, "feature importance", False, _AGN, "global",
+                   "post-model", "one score per feature", "Breiman 2001", "visualization", True),
+        MethodInfo("distilled_tree", DecisionTreeClassifier, "surrogate", False, _AGN, "global", "post-model",
+                   "a decision tree on cue features", "Craven & Shavlik 1996", "surrogate", False),
+        MethodInfo("unit_ablation", ablation_effect, "intervention", True, _SPEC, "global", "post-model",
+                   "output change per unit", "Bau et al. 2020", "visualization", False),
+    ]
+    return {m.name: m for m in rows}
+
+
+def taxonomy_table(include_other: bool = False) -> "pandas.DataFrame":
+    """The registry as a table: one row per method, one column per taxonomy axis. ``include_other``
+    adds the non-attribution techniques of the suite (projections, attention, surrogates, ablation)."""
     import pandas as pd
+    methods = dict(METHODS) | (_other_techniques() if include_other else {})
     rows = [{"method": m.name, "family": m.family, "access": m.access, "scope": m.scope, "stage": m.stage,
-             "needs layer": m.needs_layer, "output": m.output, "reference": m.reference} for m in METHODS.values()]
+             "form": m.form, "attribution": m.attribution, "needs layer": m.needs_layer, "output": m.output,
+             "reference": m.reference} for m in methods.values()]
     return pd.DataFrame(rows).set_index("method")

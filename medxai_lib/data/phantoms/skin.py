@@ -63,18 +63,28 @@ class LesionSpec:
                 "n_hairs": float(self.n_hairs)}
 
 
-def _outline_radius(theta: np.ndarray, spec: LesionSpec, rng: np.random.Generator) -> np.ndarray:
+def _outline(spec: LesionSpec, rng: np.random.Generator):  # noqa: ANN202
+    """The lesion's outline r(theta): asymmetry (1st/2nd harmonics) + irregularity (5th-12th)."""
     phases = rng.uniform(0, 2 * np.pi, 12)
-    r = 1 + spec.asymmetry * np.cos(theta - phases[0]) + 0.5 * spec.asymmetry * np.cos(2 * theta - phases[1])
     weights = rng.standard_normal(8)
-    for k, w, ph in zip(range(5, 13), weights, phases[2:10]):
-        r = r + spec.irregularity * w / np.sqrt(2) * np.cos(k * theta + ph)
-    return spec.radius * r
+
+    def radius(theta: np.ndarray) -> np.ndarray:
+        r = 1 + spec.asymmetry * np.cos(theta - phases[0]) + 0.5 * spec.asymmetry * np.cos(2 * theta - phases[1])
+        for k, w, ph in zip(range(5, 13), weights, phases[2:10]):
+            r = r + spec.irregularity * w / np.sqrt(2) * np.cos(k * theta + ph)
+        return spec.radius * r
+    return radius
 
 
 def render_lesion(spec: LesionSpec, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """Render one image. Returns ``(image (3, S, S) float32 in [0, 1], concepts (6, S, S) bool)``."""
+    """Render one image. Returns ``(image (3, S, S) float32 in [0, 1], concepts (6, S, S) bool)``.
+
+    Each component draws from its own random stream, so a counterfactual spec (no hair, no extra colours,
+    no dots, ...) changes that component only."""
     rng = np.random.default_rng(spec.render_seed)
+    rng_colour, rng_dots, rng_hair, rng_noise, rng_outline = (np.random.default_rng([spec.render_seed, k])
+                                                              for k in range(1, 6))
+    outline = _outline(spec, rng_outline)
     x, y = unit_grid(size)
     px = 1.0 / size
     skin = np.array([0.86, 0.66, 0.56], np.float32) * rng.uniform(0.92, 1.05, 3).astype(np.float32)
@@ -84,7 +94,7 @@ def render_lesion(spec: LesionSpec, size: int = 128) -> tuple[np.ndarray, np.nda
     # lesion outline in polar coordinates around the centre
     dx, dy = x - spec.centre[0], y - spec.centre[1]
     rho, theta = np.hypot(dx, dy), np.arctan2(dy, dx) - spec.rotation
-    boundary = _outline_radius(theta, spec, rng)
+    boundary = outline(theta)
     signed = rho - boundary                                          # < 0 inside
     lesion_alpha = soft(signed, 1.5 * px)
     lesion = signed < 0
@@ -94,25 +104,25 @@ def render_lesion(spec: LesionSpec, size: int = 128) -> tuple[np.ndarray, np.nda
     lesion_rgb = base[:, None, None] * (1.05 - 0.25 * depth)[None] * (1 + 0.05 * smooth_noise(rng, size, 8))[None]
     irregular = np.zeros((size, size), bool)
     for colour in spec.colours:   # each extra colour fills a random blob inside the lesion
-        field = smooth_noise(rng, size, 5)
+        field = smooth_noise(rng_colour, size, 5)
         region = lesion & (field > np.quantile(field[lesion], 0.72)) if lesion.any() else lesion
         lesion_rgb = np.where(region[None], np.array(_PALETTE[colour], np.float32)[:, None, None], lesion_rgb)
         irregular |= region
     image = image * (1 - lesion_alpha[None]) + lesion_rgb * lesion_alpha[None]
     dots = np.zeros((size, size), bool)
     for _ in range(spec.n_dots):
-        angle = rng.uniform(0, 2 * np.pi)
-        radial = rng.uniform(0.55, 0.9) * float(_outline_radius(np.array([angle]), spec, np.random.default_rng(spec.render_seed))[0])
+        angle = rng_dots.uniform(0, 2 * np.pi)
+        radial = rng_dots.uniform(0.55, 0.9) * float(outline(np.array([angle]))[0])
         cx, cy = spec.centre[0] + radial * np.cos(angle + spec.rotation), spec.centre[1] + radial * np.sin(angle + spec.rotation)
-        dot = np.hypot(x - cx, y - cy) < rng.uniform(1.0, 2.2) * px
+        dot = np.hypot(x - cx, y - cy) < rng_dots.uniform(1.0, 2.2) * px
         dots |= dot & lesion
     image = np.where(dots[None], np.array(_PALETTE["black"], np.float32)[:, None, None] * 1.3, image)
     hair, strands = np.zeros((size, size), bool), np.zeros((size, size), bool)
     for _ in range(spec.n_hairs):
-        p0, p2 = rng.uniform(-0.1, 1.1, 2), rng.uniform(-0.1, 1.1, 2)
-        p1 = (p0 + p2) / 2 + rng.normal(0, 0.15, 2)
+        p0, p2 = rng_hair.uniform(-0.1, 1.1, 2), rng_hair.uniform(-0.1, 1.1, 2)
+        p1 = (p0 + p2) / 2 + rng_hair.normal(0, 0.15, 2)
         dist = polyline_distance(x, y, bezier(p0.astype(np.float32), p1.astype(np.float32), p2.astype(np.float32), 8))
-        width = rng.uniform(0.5, 0.9) * px
+        width = rng_hair.uniform(0.5, 0.9) * px
         strands |= dist < width
         hair |= dist < width + px   # the concept mask allows one pixel of annotation tolerance
     image = np.where(strands[None], np.array([0.18, 0.13, 0.10], np.float32)[:, None, None], image)
@@ -121,7 +131,7 @@ def render_lesion(spec: LesionSpec, size: int = 128) -> tuple[np.ndarray, np.nda
         image = np.where(ticks[None], 0.1, image)
     if spec.vignette > 0:
         image = image * (1 - spec.vignette * np.clip(np.hypot(x - 0.5, y - 0.5) / 0.7, 0, 1) ** 2)[None]
-    image = image + rng.normal(0, 0.012, image.shape).astype(np.float32)
+    image = image + rng_noise.normal(0, 0.012, image.shape).astype(np.float32)
     concepts = np.stack([lesion, border, irregular, dots, hair, ~lesion])
     return np.clip(image, 0, 1).astype(np.float32), concepts
 
@@ -216,9 +226,11 @@ class SkinLesionPhantom(Dataset):
         return True
 
     def cue_table(self) -> "pandas.DataFrame":
-        """One row per image: the generator's cue values, the label and the lesion id."""
+        """One row per image: the generator's cue values (malignancy cues and the label-free confounders
+        ``n_hairs``, ``ruler``, ``vignette``), the label and the lesion id."""
         import pandas as pd
-        return pd.DataFrame([{**s.cues, "label": s.label, "lesion_id": s.lesion_id} for s in self.specs])
+        return pd.DataFrame([{**s.cues, "ruler": float(s.ruler), "vignette": s.vignette, "label": s.label,
+                              "lesion_id": s.lesion_id} for s in self.specs])
 
     def counterfactual(self, **changes: Any) -> "SkinLesionPhantom":
         """The same lesions with some spec fields changed, e.g. ``n_hairs=0`` (hairless twins)."""
@@ -226,6 +238,18 @@ class SkinLesionPhantom(Dataset):
         twin.__dict__.update(self.__dict__)
         twin.specs = [replace(s, **changes) for s in self.specs]
         twin._cache = {}
+        return twin
+
+    def permuted(self, field: str, seed: int = 0) -> "SkinLesionPhantom":
+        """The same lesions with one spec field shuffled across images (``"n_colours"`` shuffles the
+        extra colours); everything else is re-rendered unchanged. For permutation importance."""
+        name = "colours" if field == "n_colours" else field
+        if name not in LesionSpec.__dataclass_fields__ or name in ("index", "lesion_id", "label", "render_seed"):
+            raise ValueError(f"field: {field!r} is not a cue of LesionSpec")
+        values = [getattr(s, name) for s in self.specs]
+        order = np.random.default_rng(seed).permutation(len(values))
+        twin = self.counterfactual()
+        twin.specs = [replace(s, **{name: values[j]}) for s, j in zip(self.specs, order)]
         return twin
 
     def tensors(self, *keys: str) -> tuple[torch.Tensor, ...]:

@@ -1,0 +1,136 @@
+"""Network dissection on a hand-built case, angular coverage, unit ablation, global explanations."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from medxai_lib.data import SkinLesionPhantom
+from medxai_lib.evaluate.dissection import NetworkDissection, angular_coverage, layer_activations
+from medxai_lib.evaluate.global_explanations import cue_permutation_importance, distill_tree, embedding_separation
+from medxai_lib.explain import taxonomy_table
+from medxai_lib.explain.ablation import ablate_units, ablation_effect, random_units
+from medxai_lib.explain.tabular import kernel_shap
+from medxai_lib.models.cnn import AttentionGatedCNN, SkinCNN
+
+
+def test_dissection_iou_hand_case():
+    # 2 images, 2 units on a 4x4 grid, concept masks at the same resolution
+    acts = torch.zeros(2, 2, 4, 4)
+    acts[:, 0, :2, :2] = 1.0           # unit 0 fires on the top-left quadrant
+    acts[:, 1, 2:, :] = 1.0            # unit 1 fires on the bottom half
+    acts += torch.arange(16.0).view(1, 1, 4, 4) * 1e-4   # break ties deterministically
+    concepts = torch.zeros(2, 2, 4, 4)
+    concepts[:, 0, :2, :2] = 1         # concept A = top-left quadrant
+    concepts[:, 1, :, 2:] = 1          # concept B = right half
+    d = NetworkDissection(quantile=0.25, min_iou=0.3).fit(acts, concepts, ["A", "B"])
+    # unit 0: top 25% of its 32 values are exactly its 8 firing pixels (> threshold) -> 4 per image
+    # (the threshold sits at the 75th percentile, so the 4 largest per image exceed it)
+    fired0 = (acts[:, 0] > d.thresholds_[0])
+    inter = (fired0 & (concepts[:, 0] > 0)).sum().item()
+    union = (fired0 | (concepts[:, 0] > 0)).sum().item()
+    assert d.iou_[0, 0].item() == pytest.approx(inter / union)
+    assert d.iou_[0, 0] > d.iou_[0, 1] and d.units_for("A") == [0]
+    fired1 = acts[:, 1] > d.thresholds_[1]
+    inter = (fired1 & (concepts[:, 1] > 0)).sum().item()
+    union = (fired1 | (concepts[:, 1] > 0)).sum().item()
+    assert d.iou_[1, 1].item() == pytest.approx(inter / union)
+    assert d.best_concept()[0][1] == "A" and list(d.table().columns) == ["A", "B"]
+    with pytest.raises(ValueError, match="quantile"):
+        NetworkDissection(quantile=1.5)
+    with pytest.raises(ValueError, match="concept_names"):
+        NetworkDissection().fit(acts, concepts, ["A"])
+
+
+def test_angular_coverage_hand_case():
+    size = 16
+    border = torch.zeros(1, 1, size, size)
+    border[0, 0, 7:9, :] = 1                       # a horizontal band through the centre
+    acts = torch.zeros(1, 2, size, size)
+    acts[0, 0, :, 12:] = 1                         # unit 0: east side
+    acts[0, 1, :, :4] = 1                          # unit 1: west side
+    cov = angular_coverage(acts, torch.tensor([0.5, 0.5]), border, torch.tensor([[0.5, 0.5]]), [0, 1], n_sectors=4)
+    # sectors of 90 degrees starting at -180 (west): 0 = W..N, 1 = N..E, 2 = E..S, 3 = S..W
+    assert torch.allclose(cov.sum(1), torch.ones(2))
+    assert set(cov[0].nonzero().flatten().tolist()) <= {1, 2} and set(cov[1].nonzero().flatten().tolist()) <= {0, 3}
+
+
+def test_ablation_is_temporary_and_changes_the_output():
+    torch.manual_seed(0)
+    model = SkinCNN(2, width=4).eval()
+    x = torch.randn(3, 3, 32, 32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        clean = model(x)
+        with ablate_units(model, "features.conv2", [0, 1, 2]):
+            ablated = model(x)
+            acts = layer_activations(model, x, "features.conv2")
+        after = model(x)
+    assert (acts[:, :3] == 0).all() and not torch.allclose(clean, ablated)
+    assert torch.equal(clean, after)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not model.features.conv2._forward_hooks
+    effect = ablation_effect(model, x, "features.conv2", [0, 1], target=1)
+    assert effect.shape == (3,)
+    with pytest.raises(ValueError, match="units"):
+        with torch.no_grad(), ablate_units(model, "features.conv1", [99]):
+            model(x)
+    assert not model.features.conv1._forward_hooks  # removed even after the error
+    assert len(random_units(10, 3, exclude=[0, 1], seed=0)) == 3
+    with pytest.raises(ValueError, match="count"):
+        random_units(4, 3, exclude=[0, 1])
+
+
+def test_attention_model_attention_sums_to_one():
+    model = AttentionGatedCNN(2, width=4).eval()
+    logits, attention = model.attend(torch.randn(2, 3, 32, 32))
+    assert logits.shape == (2, 2) and attention.shape == (2, 1, 4, 4)
+    assert torch.allclose(attention.sum((1, 2, 3)), torch.ones(2), atol=1e-6)
+    model(torch.randn(2, 3, 32, 32))
+    assert model.last_attention.shape == (2, 1, 4, 4)
+
+
+def test_global_explanation_helpers():
+    rng = np.random.default_rng(0)
+    z = np.r_[rng.normal(0, 0.1, (20, 2)), rng.normal(5, 0.1, (20, 2))]
+    labels = np.r_[np.zeros(20), np.ones(20)]
+    assert embedding_separation(z, labels) > 0.9
+    assert abs(embedding_separation(z, rng.integers(0, 2, 40))) < 0.2
+    with pytest.raises(ValueError, match="two groups"):
+        embedding_separation(z, np.zeros(40))
+    features = rng.normal(size=(200, 3))
+    teacher = (features[:, 0] > 0).astype(int)
+    tree, fidelity = distill_tree(features, teacher, max_depth=1)
+    assert fidelity > 0.95 and tree.tree_.feature[0] == 0
+
+
+def test_cue_permutation_importance_finds_the_cue_the_model_uses():
+    ds = SkinLesionPhantom(40, size=32, seed=0, normalize=False)
+
+    class CountsDarkPixels(torch.nn.Module):   # "malignant" = many very dark pixels (hair and black)
+        def forward(self, x):
+            dark = (x.mean(1) < 0.25).float().mean((1, 2))
+            return torch.stack([-dark, dark], 1) * 50
+
+    table = cue_permutation_importance(CountsDarkPixels(), ds, ["n_hairs", "ruler"], n_repeats=1, device="cpu")
+    assert table.loc["n_hairs", "mean |change of P|"] > table.loc["ruler", "mean |change of P|"]
+    with pytest.raises(ValueError, match="field"):
+        ds.permuted("label")
+
+
+def test_kernel_shap_on_a_linear_function():
+    weights = np.array([1.0, -2.0, 0.0])
+    predict = lambda X: np.stack([1 - X @ weights, X @ weights], 1)  # noqa: E731
+    X = np.array([[1.0, 1.0, 1.0]])
+    attr = kernel_shap(predict, X, np.zeros(3), target=1, n_samples=200)
+    assert np.allclose(attr[0], weights, atol=1e-3)
+    with pytest.raises(ValueError, match="background"):
+        kernel_shap(predict, X, np.zeros(2))
+
+
+def test_taxonomy_table_covers_every_axis():
+    table = taxonomy_table(include_other=True)
+    assert set(table["stage"]) == {"pre-model", "in-model", "post-model"}
+    assert set(table["scope"]) == {"local", "global"} and set(table["form"]) == {"surrogate", "visualization"}
+    assert set(table["attribution"]) == {True, False}
+    assert table.loc["attention_gate", "stage"] == "in-model" and not table.loc["attention_gate", "attribution"]
+    assert len(taxonomy_table()) < len(table)
