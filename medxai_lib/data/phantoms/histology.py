@@ -10,7 +10,7 @@ known region (one mask per attribute):
 Class rule (:func:`histology_class`): ``insufficient information`` when too little tissue is present;
 ``high grade`` when any attribute is severe or the grades sum to >= 5; ``low grade`` when they sum to
 >= 2; else ``normal``. Each image gets 5 reports drawn from varied templates (synonyms, word order):
-one sentence per attribute and a conclusion.
+one sentence per attribute, in a fixed attribute order, and a conclusion.
 """
 from __future__ import annotations
 
@@ -71,14 +71,13 @@ def histology_class(grades: dict[str, int], sufficient: bool = True) -> str:
 
 
 def make_reports(grades: dict[str, int], sufficient: bool, rng: np.random.Generator, n: int = 5) -> list[str]:
-    """``n`` reports: one sentence per attribute (random synonym template, random order of the
-    attribute sentences) and the conclusion last."""
+    """``n`` reports: one sentence per attribute in the fixed order of :data:`ATTRIBUTES` (as in a
+    structured pathology report), each drawn from synonymous templates with different word order, and the
+    conclusion last."""
     label = histology_class(grades, sufficient)
     reports = []
     for _ in range(n):
-        order = list(ATTRIBUTES)
-        rng.shuffle(order)
-        parts = [rng.choice(_SENTENCES[a][grades[a]] if sufficient else _INSUFFICIENT[a]) for a in order]
+        parts = [rng.choice(_SENTENCES[a][grades[a]] if sufficient else _INSUFFICIENT[a]) for a in ATTRIBUTES]
         parts.append(rng.choice(_CONCLUSIONS[label]))
         reports.append(" . ".join(parts) + " .")
     return reports
@@ -265,3 +264,27 @@ class HistologyPhantom(Dataset):
         if self.cache:
             self._cache[index] = item
         return item
+
+
+_SENTENCE_LOOKUP = {sentence: (attribute, grade) for attribute, by_grade in _SENTENCES.items()
+                    for grade, sentences in by_grade.items() for sentence in sentences}
+_CONCLUSION_LOOKUP = {sentence: label for label, sentences in _CONCLUSIONS.items() for sentence in sentences}
+
+
+def parse_report(text: str) -> tuple[dict[str, int], str | None]:
+    """Read a (generated) report back into attribute grades and a conclusion, by exact template match.
+    Sentences that match no template are ignored; missing attributes are absent from the dict."""
+    grades: dict[str, int] = {}
+    conclusion = None
+    for sentence in (s.strip() for s in " ".join(tokenize(text)).split(".")):
+        if sentence in _SENTENCE_LOOKUP:
+            attribute, grade = _SENTENCE_LOOKUP[sentence]
+            grades.setdefault(attribute, grade)
+        elif sentence in _CONCLUSION_LOOKUP:
+            conclusion = _CONCLUSION_LOOKUP[sentence]
+    return grades, conclusion
+
+
+ATTRIBUTE_WORDS = {"pleomorphism": ("pleomorphism",), "crowding": ("crowded", "crowding", "density", "packed"),
+                   "polarity": ("polarity", "disordered", "orientation"), "mitosis": ("mitosis", "mitoses", "mitotic"),
+                   "nucleoli": ("nucleoli",)}
