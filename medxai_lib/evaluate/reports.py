@@ -53,3 +53,47 @@ def attention_on_attributes(reports: Sequence[Sequence[str]], attentions: Sequen
     return pd.DataFrame({a: {"words": len(v), "attention in region": np.mean([m for m, _ in v]) if v else np.nan,
                              "region area share": np.mean([s for _, s in v]) if v else np.nan}
                          for a, v in rows.items()}).T
+
+
+_SEVERE = {"severe", "severely", "frequent", "very", "completely", "complete", "densely", "markedly", "most"}
+_MILD = {"mild", "mildly", "rare", "occasional", "some", "partially"}
+_NONE = {"no", "not", "uniform", "absent", "preserved", "inconspicuous", "normal", "regular"}
+
+
+def symptom_query(text: str) -> dict[str, set[int]]:
+    """Free-text symptom description -> the attribute grades it asks for, e.g. ``"severe nuclear
+    pleomorphism"`` -> ``{"pleomorphism": {2}}``; ``"crowded cells with prominent nucleoli"`` ->
+    ``{"crowding": {1, 2}, "nucleoli": {1, 2}}`` (an unqualified abnormal finding means mild or severe)."""
+    from medxai_lib.data.phantoms.histology import tokenize
+    words = tokenize(text)
+    word_to_attr = {w: a for a, ws in ATTRIBUTE_WORDS.items() for w in ws} | {"nuclear": None, "prominent": None}
+    wanted: dict[str, set[int]] = {}
+    for i, word in enumerate(words):
+        attribute = word_to_attr.get(word)
+        if attribute is None:
+            continue
+        window = set(words[max(0, i - 2):i + 3])
+        grades = {2} if window & _SEVERE else {1} if window & _MILD else {0} if window & _NONE else {1, 2}
+        wanted[attribute] = wanted.get(attribute, set()) | grades
+    if not wanted:
+        raise ValueError(f"text: no attribute named in {text!r}; use words such as "
+                         f"{sorted(w for ws in ATTRIBUTE_WORDS.values() for w in ws)}")
+    return wanted
+
+
+def retrieve_by_symptoms(text: str, reports: Sequence[str], abnormal_probability: np.ndarray | None = None
+                         ) -> np.ndarray:
+    """Score each image for a symptom query by how many asked-for attribute grades its generated report
+    states (ties broken by the model's abnormal probability). Higher = more relevant. ``(N,)``."""
+    wanted = symptom_query(text)
+    parsed = [parse_report(r)[0] for r in reports]
+    score = np.array([sum(p.get(a, -1) in grades for a, grades in wanted.items()) for p in parsed], dtype=float)
+    if abnormal_probability is not None:
+        score = score + 0.1 * np.asarray(abnormal_probability, dtype=float)
+    return score
+
+
+def relevant_images(text: str, grades: np.ndarray) -> np.ndarray:
+    """Ground truth for a query: images whose true grades satisfy every asked-for attribute, ``(N,)`` bool."""
+    wanted = symptom_query(text)
+    return np.all([np.isin(grades[:, ATTRIBUTES.index(a)], list(g)) for a, g in wanted.items()], axis=0)

@@ -133,7 +133,7 @@ class HistologySpec:
 
 def _region(rng: np.random.Generator, size: int) -> np.ndarray:
     field = smooth_noise(rng, size, 3)
-    return field > np.quantile(field, rng.uniform(0.45, 0.7))
+    return field > np.quantile(field, rng.uniform(0.7, 0.8))
 
 
 def render_histology(spec: HistologySpec, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
