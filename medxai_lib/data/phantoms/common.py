@@ -50,3 +50,61 @@ def bezier(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, n: int = 12) -> np.nd
 def soft(mask_distance: np.ndarray, width: float) -> np.ndarray:
     """1 inside (distance < 0), fading to 0 over ``width``: anti-aliased edges."""
     return np.clip(0.5 - mask_distance / max(width, 1e-6), 0.0, 1.0)
+
+
+class PhantomDataset:
+    """Shared behaviour of the phantom datasets: ``specs`` (one per image), lazy rendering with an
+    in-memory cache, index checks, ``tensors(...)`` and ``counterfactual(...)``.
+
+    Subclasses set ``self.specs``, ``self.cache`` and implement ``_render_item(spec) -> dict``.
+    """
+
+    specs: list
+    cache: bool
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    @property
+    def has_masks(self) -> bool:
+        return True
+
+    def _render_item(self, spec: object) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index: {index} out of range for a dataset of {len(self)} images")
+        index = index % len(self)
+        cached = self.__dict__.setdefault("_cache", {})
+        if index in cached:
+            return cached[index]
+        item = self._render_item(self.specs[index])
+        if self.cache:
+            cached[index] = item
+        return item
+
+    def tensors(self, *keys: str) -> tuple:
+        """Stack the named tensor fields of every item, e.g. ``ds.tensors("image", "mask")``."""
+        import torch
+        return tuple(torch.stack([self[i][k] for i in range(len(self))]) for k in keys)
+
+    def counterfactual(self, **changes: object) -> "PhantomDataset":
+        """The same images with some spec fields changed for every image (e.g. ``marker=False``,
+        ``n_hairs=0``); pixels that do not depend on those fields are unchanged."""
+        from dataclasses import replace
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin.specs = [replace(s, **changes) for s in self.specs]
+        twin._cache = {}
+        return twin
+
+
+def check_count(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+
+
+def check_size(size: object) -> None:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 32:
+        raise ValueError(f"size: expected an int >= 32, got {size!r}")

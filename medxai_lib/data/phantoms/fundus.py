@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medxai_lib.data.phantoms.common import smooth_noise, unit_grid
+from medxai_lib.data.phantoms.common import PhantomDataset, check_count, check_size, smooth_noise, unit_grid
 from medxai_lib.data.transforms import normalize_image
 
 LESION_TYPES = ("microaneurysm", "haemorrhage", "hard_exudate", "cotton_wool", "neovascularisation")
@@ -193,7 +193,7 @@ def render_fundus(spec: FundusSpec, size: int = 128) -> dict[str, Any]:
             "boxes": boxes}
 
 
-class FundusPhantom(Dataset):
+class FundusPhantom(PhantomDataset, Dataset):
     """Fundus phantom as a torch Dataset.
 
     Args:
@@ -206,10 +206,8 @@ class FundusPhantom(Dataset):
     def __init__(self, n_images: int = 100, size: int = 128, seed: int = 0, healthy: bool = False,
                  grade_probs: tuple[float, ...] = (0.3, 0.2, 0.2, 0.15, 0.15), normalize: bool = True,
                  cache: bool = True) -> None:
-        if not isinstance(n_images, int) or n_images < 1:
-            raise ValueError(f"n_images: expected a positive int, got {n_images!r}")
-        if not isinstance(size, int) or size < 32:
-            raise ValueError(f"size: expected an int >= 32, got {size!r}")
+        check_count("n_images", n_images)
+        check_size(size)
         probs = np.asarray(grade_probs, dtype=float)
         if probs.shape != (5,) or (probs < 0).any() or not np.isclose(probs.sum(), 1):
             raise ValueError(f"grade_probs: expected 5 probabilities summing to 1, got {grade_probs!r}")
@@ -223,9 +221,6 @@ class FundusPhantom(Dataset):
                                          tuple(counts.items()), int(rng.integers(2**31))))
         self._cache: dict[int, dict[str, Any]] = {}
 
-    def __len__(self) -> int:
-        return len(self.specs)
-
     @property
     def labels(self) -> np.ndarray:
         return np.array([s.grade for s in self.specs], dtype=np.int64)
@@ -234,17 +229,7 @@ class FundusPhantom(Dataset):
     def patient_ids(self) -> list[str]:
         return [s.patient for s in self.specs]
 
-    @property
-    def has_masks(self) -> bool:
-        return True
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index: {index} out of range for a dataset of {len(self)} images")
-        index = index % len(self)
-        if index in self._cache:
-            return self._cache[index]
-        spec = self.specs[index]
+    def _render_item(self, spec: FundusSpec) -> dict[str, Any]:
         out = render_fundus(spec, self.size)
         image = torch.from_numpy(out["image"])
         as_float = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
@@ -254,6 +239,4 @@ class FundusPhantom(Dataset):
                 "vessels": as_float(out["vessels"])[None], "fov": as_float(out["fov"])[None],
                 "meta": {"patient": spec.patient, "eye": spec.eye, "grade": spec.grade,
                          "counts": dict(spec.counts), "boxes": out["boxes"]}}
-        if self.cache:
-            self._cache[index] = item
         return item

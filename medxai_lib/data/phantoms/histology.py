@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medxai_lib.data.phantoms.common import smooth_noise, unit_grid
+from medxai_lib.data.phantoms.common import PhantomDataset, check_count, check_size, smooth_noise, unit_grid
 from medxai_lib.data.transforms import normalize_image
 
 ATTRIBUTES = ("pleomorphism", "crowding", "polarity", "mitosis", "nucleoli")
@@ -54,7 +54,7 @@ _CONCLUSIONS = {"normal": ["conclusion normal", "the diagnosis is normal tissue"
                 "high grade": ["conclusion high grade carcinoma", "the diagnosis is high grade"],
                 "insufficient information": ["conclusion insufficient information",
                                              "the diagnosis is insufficient information"]}
-_INSUFFICIENT = {a: ["the tissue is insufficient to assess " + a.replace("nucleoli", "nucleoli"),
+_INSUFFICIENT = {a: ["the tissue is insufficient to assess " + a,
                      a + " cannot be assessed"] for a in ATTRIBUTES}
 
 
@@ -198,7 +198,7 @@ def render_histology(spec: HistologySpec, size: int = 128) -> tuple[np.ndarray, 
     return np.clip(image, 0, 1).astype(np.float32), masks & tissue[None]
 
 
-class HistologyPhantom(Dataset):
+class HistologyPhantom(PhantomDataset, Dataset):
     """Histology patches with five graded attributes, masks and five reports each.
 
     Items: ``image`` (3, S, S), ``label`` () class index into :data:`HISTOLOGY_CLASSES`, ``mask``
@@ -208,10 +208,8 @@ class HistologyPhantom(Dataset):
 
     def __init__(self, n_images: int = 200, size: int = 128, seed: int = 0, insufficient_prob: float = 0.05,
                  normalize: bool = True, cache: bool = True) -> None:
-        if not isinstance(n_images, int) or n_images < 1:
-            raise ValueError(f"n_images: expected a positive int, got {n_images!r}")
-        if not isinstance(size, int) or size < 32:
-            raise ValueError(f"size: expected an int >= 32, got {size!r}")
+        check_count("n_images", n_images)
+        check_size(size)
         if not 0 <= insufficient_prob <= 1:
             raise ValueError(f"insufficient_prob: expected a probability, got {insufficient_prob!r}")
         rng = np.random.default_rng([seed, 17])
@@ -226,9 +224,6 @@ class HistologyPhantom(Dataset):
             self.reports.append(make_reports(grades, sufficient, np.random.default_rng([seed, i, 5])))
         self._cache: dict[int, dict[str, Any]] = {}
 
-    def __len__(self) -> int:
-        return len(self.specs)
-
     @property
     def labels(self) -> np.ndarray:
         return np.array([s.label for s in self.specs], dtype=np.int64)
@@ -238,20 +233,10 @@ class HistologyPhantom(Dataset):
         """``(N, 5)`` attribute grades in the order of :data:`ATTRIBUTES`."""
         return np.array([[dict(s.grades)[a] for a in ATTRIBUTES] for s in self.specs], dtype=np.int64)
 
-    @property
-    def has_masks(self) -> bool:
-        return True
-
     def vocabulary(self) -> Vocabulary:
         return Vocabulary(r for reports in self.reports for r in reports)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index: {index} out of range for a dataset of {len(self)} images")
-        index = index % len(self)
-        if index in self._cache:
-            return self._cache[index]
-        spec = self.specs[index]
+    def _render_item(self, spec: HistologySpec) -> dict[str, Any]:
         image, masks = render_histology(spec, self.size)
         tensor = torch.from_numpy(image)
         item = {"image": normalize_image(tensor) if self.normalize else tensor,
@@ -259,10 +244,8 @@ class HistologyPhantom(Dataset):
                 "mask": torch.from_numpy(masks.any(0).astype(np.float32))[None],
                 "attribute_masks": torch.from_numpy(masks.astype(np.float32)),
                 "grades": torch.tensor([dict(spec.grades)[a] for a in ATTRIBUTES], dtype=torch.long),
-                "reports": list(self.reports[index]),
+                "reports": list(self.reports[spec.index]),
                 "meta": {"patient": spec.patient, "class": HISTOLOGY_CLASSES[spec.label]}}
-        if self.cache:
-            self._cache[index] = item
         return item
 
 

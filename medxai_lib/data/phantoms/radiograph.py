@@ -14,8 +14,7 @@ of ``seed`` and the image index.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,6 +22,8 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
+from medxai_lib.data.phantoms.common import (PhantomDataset, check_count, check_size, segment_distance, smooth_noise,
+                                             unit_grid)
 from medxai_lib.data.transforms import grey_to_tensor, normalize_image
 
 BODY_PARTS = ("ELBOW", "FINGER", "FOREARM", "HAND", "HUMERUS", "SHOULDER", "WRIST")
@@ -74,21 +75,6 @@ class ViewSpec:
     marker_corner: int = 0
 
 
-@lru_cache(maxsize=8)
-def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    coords = (np.arange(size, dtype=np.float32) + 0.5) / size
-    return coords[None, :].repeat(size, 0), coords[:, None].repeat(size, 1)  # x, y
-
-
-def _segment_distance(x: np.ndarray, y: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
-    d = p1 - p0
-    length2 = float(d @ d)
-    if length2 < 1e-12:
-        return np.hypot(x - p0[0], y - p0[1])
-    t = np.clip(((x - p0[0]) * d[0] + (y - p0[1]) * d[1]) / length2, 0.0, 1.0)
-    return np.hypot(x - p0[0] - t * d[0], y - p0[1] - t * d[1])
-
-
 def _transform(spec: ViewSpec) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Bones of the spec's layout after squeeze, rotation, scale and shift."""
     cos, sin = np.cos(spec.angle), np.sin(spec.angle)
@@ -101,11 +87,6 @@ def _transform(spec: ViewSpec) -> list[tuple[np.ndarray, np.ndarray, float]]:
         return centre + spec.scale * (rot @ p) + shift
 
     return [(move(x0, y0), move(x1, y1), r * spec.scale) for x0, y0, x1, y1, r in _LAYOUTS[spec.body_part]]
-
-
-def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
-    coarse = rng.standard_normal((cells, cells)).astype(np.float32)
-    return ndimage.zoom(coarse, size / cells, order=1, mode="nearest")[:size, :size]
 
 
 def long_bones(body_part: str) -> list[int]:
@@ -124,26 +105,26 @@ def _draw_abnormality(spec: ViewSpec, bones: list, x: np.ndarray, y: np.ndarray,
     normal = np.array([-axis_unit[1], axis_unit[0]], dtype=np.float32)
     centre = p0 + spec.lesion_t * axis
     px = 1.0 / size
-    inside_bone = _segment_distance(x, y, p0, p1) < radius
+    inside_bone = segment_distance(x, y, p0, p1) < radius
     delta = np.zeros_like(x)
     overwrite = np.zeros_like(x, dtype=bool)
     if spec.kind == "fracture":
         tilt = rng.uniform(-0.5, 0.5)
         direction = np.cos(tilt) * normal + np.sin(tilt) * axis_unit
         half = radius * 1.6
-        dist = _segment_distance(x, y, centre - half * direction, centre + half * direction)
+        dist = segment_distance(x, y, centre - half * direction, centre + half * direction)
         line = (dist < max(0.9 * px, 0.006)) & inside_bone
         delta -= 0.5 * line
         evidence = line
     elif spec.kind == "hardware":
         side = normal * radius * 0.95
         half = min(0.2, 0.45 * float(np.linalg.norm(axis)))
-        plate = _segment_distance(x, y, centre + side - half * axis_unit, centre + side + half * axis_unit)
+        plate = segment_distance(x, y, centre + side - half * axis_unit, centre + side + half * axis_unit)
         plate = plate < max(1.3 * px, 0.012)
         screws = np.zeros_like(plate)
         for s in np.linspace(-0.8, 0.8, 4):
             base = centre + side + s * half * axis_unit
-            screws |= _segment_distance(x, y, base, base - normal * radius * 2.0) < max(0.8 * px, 0.0065)
+            screws |= segment_distance(x, y, base, base - normal * radius * 2.0) < max(0.8 * px, 0.0065)
         overwrite = plate | screws
         evidence = overwrite
     elif spec.kind == "lytic":
@@ -182,20 +163,20 @@ def render_view(spec: ViewSpec, size: int = 128) -> tuple[np.ndarray, np.ndarray
     """Render one view. Returns ``(image, evidence, marker)``: ``(S, S)`` float32 in [0, 1] and two
     ``(S, S)`` bool masks (the abnormality's evidence; the marker's box)."""
     rng = np.random.default_rng(spec.render_seed)
-    x, y = _grid(size)
+    x, y = unit_grid(size)
     bones = _transform(spec)
     bone_field = np.zeros_like(x)
     cortex = np.zeros_like(x)
     tissue = np.zeros_like(x)
     edge = 1.5 / size
     for p0, p1, radius in bones:
-        dist = _segment_distance(x, y, p0, p1)
+        dist = segment_distance(x, y, p0, p1)
         bone_field = np.maximum(bone_field, np.clip((radius - dist) / edge, 0, 1))
         cortex_width = max(0.22 * radius, 1.2 / size)
         cortex = np.maximum(cortex, np.clip((radius - dist) / edge, 0, 1) * (dist > radius - cortex_width))
         tissue = np.maximum(tissue, np.clip((radius + 0.09 * spec.scale - dist) / 0.04, 0, 1))
-    marrow_texture = _smooth_noise(rng, size, max(4, size // 6))
-    image = 0.06 + 0.22 * tissue * (1 + 0.15 * _smooth_noise(rng, size, 4))
+    marrow_texture = smooth_noise(rng, size, max(4, size // 6))
+    image = 0.06 + 0.22 * tissue * (1 + 0.15 * smooth_noise(rng, size, 4))
     image = image + bone_field * (0.36 + 0.07 * marrow_texture) + 0.28 * cortex
     evidence = np.zeros((size, size), bool)
     if spec.kind is not None:
@@ -253,7 +234,7 @@ def make_specs(n_studies: int, seed: int, prevalence: float, abnormalities: Sequ
     return specs
 
 
-class RadiographPhantom(Dataset):
+class RadiographPhantom(PhantomDataset, Dataset):
     """MURA-like phantom radiographs as a torch Dataset.
 
     Args:
@@ -278,10 +259,8 @@ class RadiographPhantom(Dataset):
                  abnormalities: Sequence[str] = ABNORMALITIES, body_parts: Sequence[str] = BODY_PARTS,
                  marker_correlation: float | None = None, channels: int = 1, normalize: bool = True,
                  cache: bool = True) -> None:
-        if not isinstance(n_studies, int) or n_studies < 1:
-            raise ValueError(f"n_studies: expected a positive int, got {n_studies!r}")
-        if not isinstance(size, int) or size < 32:
-            raise ValueError(f"size: expected an int >= 32, got {size!r}")
+        check_count("n_studies", n_studies)
+        check_size(size)
         if not 0.0 <= prevalence <= 1.0:
             raise ValueError(f"prevalence: expected a probability in [0, 1], got {prevalence!r}")
         unknown = [a for a in abnormalities if a not in ABNORMALITIES]
@@ -298,22 +277,6 @@ class RadiographPhantom(Dataset):
         self.specs = make_specs(n_studies, seed, prevalence, tuple(abnormalities), tuple(body_parts),
                                 marker_correlation)
         self._cache: dict[int, dict[str, Any]] = {}
-
-    def __len__(self) -> int:
-        return len(self.specs)
-
-    def counterfactual(self, marker: bool | None = None) -> "RadiographPhantom":
-        """The same patients and views with the confounder switched (``marker=False`` removes every
-        laterality marker, ``True`` adds one everywhere); pixels elsewhere are identical."""
-        twin = object.__new__(type(self))
-        twin.__dict__.update(self.__dict__)
-        twin.specs = [s if marker is None else replace(s, marker=bool(marker)) for s in self.specs]
-        twin._cache = {}
-        return twin
-
-    def tensors(self, *keys: str) -> tuple[torch.Tensor, ...]:
-        """Stack the named tensor fields of every item, e.g. ``ds.tensors("image", "mask")``."""
-        return tuple(torch.stack([self[i][k] for i in range(len(self))]) for k in keys)
 
     @property
     def labels(self) -> np.ndarray:
@@ -334,17 +297,7 @@ class RadiographPhantom(Dataset):
         """Abnormality kind of each image (``"normal"`` for normal studies)."""
         return [s.kind or "normal" for s in self.specs]
 
-    @property
-    def has_masks(self) -> bool:
-        return True
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index: {index} out of range for a dataset of {len(self)} images")
-        index = index % len(self)
-        if index in self._cache:
-            return self._cache[index]
-        spec = self.specs[index]
+    def _render_item(self, spec: ViewSpec) -> dict[str, Any]:
         image, evidence, marker = render_view(spec, self.size)
         tensor = grey_to_tensor(image, self.channels)
         item = {
@@ -355,6 +308,4 @@ class RadiographPhantom(Dataset):
             "meta": {"body_part": spec.body_part, "patient": spec.patient, "study": spec.study,
                      "view": spec.view, "kind": spec.kind or "normal"},
         }
-        if self.cache:
-            self._cache[index] = item
         return item

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medxai_lib.data.phantoms.common import bezier, polyline_distance, smooth_noise, soft, unit_grid
+from medxai_lib.data.phantoms.common import (PhantomDataset, bezier, check_count, check_size, polyline_distance,
+                                             smooth_noise, soft, unit_grid)
 from medxai_lib.data.transforms import normalize_image
 
 CONCEPTS = ("lesion", "border", "colour_irregular", "dots", "hair", "skin")
@@ -174,7 +175,7 @@ def make_lesion_specs(n_lesions: int, seed: int, mode: str, hair_density: float,
     return specs
 
 
-class SkinLesionPhantom(Dataset):
+class SkinLesionPhantom(PhantomDataset, Dataset):
     """Skin-lesion phantom as a torch Dataset.
 
     Args:
@@ -192,10 +193,8 @@ class SkinLesionPhantom(Dataset):
     def __init__(self, n_lesions: int = 200, size: int = 128, seed: int = 0, mode: str = "binary",
                  hair_density: float = 2.0, label_noise: float = 0.0, images_per_lesion: int = 1,
                  ruler_prob: float = 0.15, vignette_prob: float = 0.3, normalize: bool = True, cache: bool = True) -> None:
-        if not isinstance(n_lesions, int) or n_lesions < 1:
-            raise ValueError(f"n_lesions: expected a positive int, got {n_lesions!r}")
-        if not isinstance(size, int) or size < 32:
-            raise ValueError(f"size: expected an int >= 32, got {size!r}")
+        check_count("n_lesions", n_lesions)
+        check_size(size)
         if mode not in ("binary", "ham7"):
             raise ValueError(f"mode: expected 'binary' or 'ham7', got {mode!r}")
         if hair_density < 0:
@@ -210,9 +209,6 @@ class SkinLesionPhantom(Dataset):
                                        ruler_prob, vignette_prob)
         self._cache: dict[int, dict[str, Any]] = {}
 
-    def __len__(self) -> int:
-        return len(self.specs)
-
     @property
     def labels(self) -> np.ndarray:
         return np.array([s.label for s in self.specs], dtype=np.int64)
@@ -221,24 +217,12 @@ class SkinLesionPhantom(Dataset):
     def lesion_ids(self) -> list[str]:
         return [s.lesion_id for s in self.specs]
 
-    @property
-    def has_masks(self) -> bool:
-        return True
-
     def cue_table(self) -> "pandas.DataFrame":
         """One row per image: the generator's cue values (malignancy cues and the label-free confounders
         ``n_hairs``, ``ruler``, ``vignette``), the label and the lesion id."""
         import pandas as pd
         return pd.DataFrame([{**s.cues, "ruler": float(s.ruler), "vignette": s.vignette, "label": s.label,
                               "lesion_id": s.lesion_id} for s in self.specs])
-
-    def counterfactual(self, **changes: Any) -> "SkinLesionPhantom":
-        """The same lesions with some spec fields changed, e.g. ``n_hairs=0`` (hairless twins)."""
-        twin = object.__new__(type(self))
-        twin.__dict__.update(self.__dict__)
-        twin.specs = [replace(s, **changes) for s in self.specs]
-        twin._cache = {}
-        return twin
 
     def permuted(self, field: str, seed: int = 0) -> "SkinLesionPhantom":
         """The same lesions with one spec field shuffled across images (``"n_colours"`` shuffles the
@@ -252,16 +236,7 @@ class SkinLesionPhantom(Dataset):
         twin.specs = [replace(s, **{name: values[j]}) for s, j in zip(self.specs, order)]
         return twin
 
-    def tensors(self, *keys: str) -> tuple[torch.Tensor, ...]:
-        return tuple(torch.stack([self[i][k] for i in range(len(self))]) for k in keys)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index: {index} out of range for a dataset of {len(self)} images")
-        index = index % len(self)
-        if index in self._cache:
-            return self._cache[index]
-        spec = self.specs[index]
+    def _render_item(self, spec: LesionSpec) -> dict[str, Any]:
         image, concepts = render_lesion(spec, self.size)
         tensor = torch.from_numpy(image)
         item = {"image": normalize_image(tensor) if self.normalize else tensor,
@@ -269,6 +244,4 @@ class SkinLesionPhantom(Dataset):
                 "mask": torch.from_numpy(concepts[0].astype(np.float32))[None],
                 "concepts": torch.from_numpy(concepts.astype(np.float32)),
                 "meta": {"lesion_id": spec.lesion_id, "diagnosis": spec.diagnosis, **spec.cues}}
-        if self.cache:
-            self._cache[index] = item
         return item
