@@ -47,12 +47,36 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict[str, Any] | Non
             "metrics": read_records(record_file), "error": error}
 
 
+def compare_baselines(results: Sequence[dict[str, Any]], baselines: dict[str, dict[str, dict[str, Any]]]
+                      ) -> list[str]:
+    """Regressions of recorded metrics against ``baselines`` (notebook stem -> metric -> ``{"value",
+    "tolerance", "direction"}``, direction ``"higher"`` (higher is better), ``"lower"`` or ``"both"``).
+    Returns one message per regression, naming notebook and metric; notebooks that were not run are skipped."""
+    problems = []
+    for res in results:
+        stem = Path(res["notebook"]).stem
+        for metric, spec in baselines.get(stem, {}).items():
+            if metric not in res["metrics"]:
+                problems.append(f"{stem}: metric {metric!r} was not recorded")
+                continue
+            value, base = float(res["metrics"][metric]), float(spec["value"])
+            tol, direction = float(spec.get("tolerance", 0.0)), spec.get("direction", "both")
+            if direction not in ("higher", "lower", "both"):
+                raise ValueError(f"baselines: {stem}.{metric} has direction {direction!r}; expected higher, lower or both")
+            worse = (value < base - tol if direction == "higher" else value > base + tol if direction == "lower"
+                     else abs(value - base) > tol)
+            if worse:
+                problems.append(f"{stem}: {metric} = {value:.4g} regressed from baseline {base:.4g} "
+                                f"(tolerance {tol:g}, {direction} is better)")
+    return problems
+
+
 def _format_value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def write_summary(results: Sequence[dict[str, Any]], out_dir: Path) -> Path:
-    """``summary.md`` (a table per notebook) and ``summary.json`` in ``out_dir``."""
+def write_summary(results: Sequence[dict[str, Any]], out_dir: Path, regressions: Sequence[str] = ()) -> Path:
+    """``summary.md`` (a table per notebook, then any baseline regressions) and ``summary.json``."""
     lines = ["# medxai run summary", "", "| notebook | status | wall time (s) | metrics |", "|---|---|---|---|"]
     for res in results:
         metrics = ", ".join(f"{k}={_format_value(v)}" for k, v in res["metrics"].items()) or "-"
@@ -61,6 +85,8 @@ def write_summary(results: Sequence[dict[str, Any]], out_dir: Path) -> Path:
     failed = [r["notebook"] for r in results if r["status"] != "ok"]
     lines += ["", f"{len(results) - len(failed)}/{len(results)} notebooks ran." +
               (f" Failed: {', '.join(failed)}" if failed else "")]
+    lines += ["", "Baselines: " + ("all recorded metrics within tolerance." if not regressions else
+                                   f"{len(regressions)} regression(s):")] + [f"- {r}" for r in regressions]
     (out_dir / "summary.json").write_text(json.dumps(list(results), indent=2))
     path = out_dir / "summary.md"
     path.write_text("\n".join(lines) + "\n")
@@ -83,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--notebooks", default="notebooks", help="folder of numbered notebooks")
     parser.add_argument("--out", default="runs/latest", help="output folder")
     parser.add_argument("--params", default=None, help="YAML file of parameter overrides")
+    parser.add_argument("--baselines", default="tests/baselines.json",
+                        help="JSON of metric baselines with tolerances ('' to skip the comparison)")
     args = parser.parse_args(argv)
     folder, out_dir = Path(args.notebooks), Path(args.out)
     notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
@@ -101,9 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         res = run_notebook(nb, out_dir, params)
         print(f"[medxai] {nb.name}: {res['status']} in {res['wall_s']} s {res['error']}", flush=True)
         results.append(res)
-    summary = write_summary(results, out_dir)
+    baselines = json.loads(Path(args.baselines).read_text()) if args.baselines and Path(args.baselines).exists() else {}
+    regressions = compare_baselines(results, baselines) if not params else []  # overrides change the numbers
+    summary = write_summary(results, out_dir, regressions)
     print(summary.read_text())
-    return 0 if all(r["status"] == "ok" for r in results) else 1
+    return 0 if all(r["status"] == "ok" for r in results) and not regressions else 1
 
 
 if __name__ == "__main__":
