@@ -7,7 +7,7 @@ unit *detects* concept c when IoU_kc > ``min_iou`` (Bau: 0.04).
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch

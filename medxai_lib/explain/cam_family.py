@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medxai_lib.explain.batching import auto_chunk_size, check_chunk_size
+from medxai_lib.explain.batching import check_chunk_size, chunk_size_for
 from medxai_lib.explain.cam import gradient_maps
 from medxai_lib.explain.capture import (ClassSpec, LayerSpec, check_images, eval_mode, forward_with_capture,
                                         resolve_classes, resolve_layer)
@@ -72,6 +72,17 @@ def layer_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec, classes:
 # ---- gradient-free --------------------------------------------------------------------------------
 
 
+def _capture_once(model: nn.Module, images: torch.Tensor, layer: LayerSpec, classes: ClassSpec
+                  ) -> tuple[str, nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradient-free methods' shared start: check, one no-grad forward with the layer hooked.
+    Returns ``(name, module, logits (B, K), targets (B, T), activation (B, C, h, w))``."""
+    check_images(model, images)
+    name, module = resolve_layer(model, layer)
+    with eval_mode(model), torch.no_grad():
+        logits, acts = forward_with_capture(model, images, [(name, module)])
+    return name, module, logits, resolve_classes(classes, logits), acts[name].detach()
+
+
 def score_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec, classes: ClassSpec = None,
               baseline: bool = False, softmax: bool = False, channel_softmax: bool = False,
               align_corners: bool = False, chunk_size: int | str = "auto") -> torch.Tensor:
@@ -86,18 +97,14 @@ def score_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec, classes:
     Returns ``(B, T, h, w)`` >= 0.
     """
     check_chunk_size(chunk_size)
-    check_images(model, images)
-    name, module = resolve_layer(model, layer)
+    _, _, logits, idx, activation = _capture_once(model, images, layer, classes)
     with eval_mode(model), torch.no_grad():
-        logits, acts = forward_with_capture(model, images, [(name, module)])
-        idx = resolve_classes(classes, logits)
-        activation = acts[name].detach()
         batch, channels = activation.shape[:2]
         masks = F.interpolate(activation, size=images.shape[-2:], mode="bilinear", align_corners=align_corners)
         low = masks.flatten(2).min(-1).values[..., None, None]
         high = masks.flatten(2).max(-1).values[..., None, None]
         masks = torch.where(high > low, (masks - low) / (high - low).clamp_min(1e-12), torch.zeros_like(masks))
-        size = auto_chunk_size(model, images, batch * channels) if chunk_size == "auto" else chunk_size
+        size = chunk_size_for(model, images, batch * channels, chunk_size)
         to_score = (lambda z: torch.softmax(z, 1)) if softmax else (lambda z: z)
         weights = torch.empty(batch, channels, logits.shape[1], device=images.device)
         flat = [(b, k) for b in range(batch) for k in range(channels)]
@@ -125,14 +132,10 @@ def ablation_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec, class
     model's main path (no skip connection may jump over it). Returns ``(B, T, h, w)`` >= 0.
     """
     check_chunk_size(chunk_size)
-    check_images(model, images)
-    name, module = resolve_layer(model, layer)
+    name, module, logits, idx, activation = _capture_once(model, images, layer, classes)
     with eval_mode(model), torch.no_grad():
-        logits, acts = forward_with_capture(model, images, [(name, module)])
-        idx = resolve_classes(classes, logits)
-        activation = acts[name].detach()
         batch, channels = activation.shape[:2]
-        size = auto_chunk_size(model, images, channels) if chunk_size == "auto" else min(chunk_size, channels)
+        size = chunk_size_for(model, images, channels, chunk_size)
         ablated_scores = torch.empty(batch, channels, logits.shape[1], device=images.device)
         for b in range(batch):
             for start in range(0, channels, size):
@@ -158,12 +161,8 @@ def eigen_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec, classes:
     component (channels centred over positions). Class-agnostic: the same map for every target.
     The SVD's sign is fixed so that the map correlates positively with the channel-summed activation.
     Returns ``(B, T, h, w)`` (signed)."""
-    check_images(model, images)
-    name, module = resolve_layer(model, layer)
-    with eval_mode(model), torch.no_grad():
-        logits, acts = forward_with_capture(model, images, [(name, module)])
-        idx = resolve_classes(classes, logits)
-        activation = acts[name].detach()
+    _, _, _, idx, activation = _capture_once(model, images, layer, classes)
+    with torch.no_grad():
         batch, channels, h, w = activation.shape
         rows = activation.flatten(2).transpose(1, 2)                     # (B, hw, K)
         centred = rows - rows.mean(1, keepdim=True)

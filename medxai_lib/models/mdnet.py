@@ -99,7 +99,7 @@ def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
 class ReportLSTM(nn.Module):
     """LSTM with class-conditioned spatial attention over ``C(I)``."""
 
-    def __init__(self, vocab_size: int, feature_dim: int, num_classes: int, embed: int = 64, hidden: int = 128,
+    def __init__(self, vocab_size: int, feature_dim: int, embed: int = 64, hidden: int = 128,
                  attn: int = 64) -> None:
         super().__init__()
         self.vocab_size = vocab_size
@@ -153,7 +153,7 @@ class MDNet(nn.Module):
         if not 0 <= beta <= 1:
             raise ValueError(f"beta: expected a weight in [0, 1], got {beta!r}")
         self.image = MDNetImage(num_classes, width)
-        self.language = ReportLSTM(vocab_size, self.image.out_channels, num_classes, **lm_kwargs)
+        self.language = ReportLSTM(vocab_size, self.image.out_channels, **lm_kwargs)
         self.beta, self.eta = beta, eta
 
     def class_map(self, feats: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:

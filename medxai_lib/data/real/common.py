@@ -7,10 +7,15 @@ import io
 from pathlib import Path
 from typing import Sequence
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from medxai_lib.data.transforms import normalize_image
 
 
 def read_image(path: Path, mode: str = "RGB") -> np.ndarray:
@@ -81,3 +86,31 @@ def group_split(groups: Sequence[str], fractions: Sequence[float] = (0.8, 0.2), 
         k = int(np.argmax(targets - np.array([len(p) for p in parts])))
         parts[k] += by_group[g]
     return [np.array(sorted(p), dtype=np.int64) for p in parts]
+
+
+class ImageListDataset(Dataset):
+    """Base of the classification loaders: ``paths`` and ``records`` (dicts with ``label``) filled by the
+    subclass; items are ``image`` (3, S, S) ImageNet-normalised, ``label`` and ``meta``."""
+
+    paths: list[Path]
+    records: list[dict[str, Any]]
+    size: int | None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([r["label"] for r in self.records], dtype=np.int64)
+
+    @property
+    def has_masks(self) -> bool:
+        return False
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index: {index} out of range for a dataset of {len(self)} images")
+        rec = self.records[index]
+        image = normalize_image(to_tensor(read_image(self.paths[index], "RGB"), self.size))
+        return {"image": image, "label": torch.tensor(rec["label"], dtype=torch.long),
+                "meta": {k: v for k, v in rec.items() if k != "label"}}

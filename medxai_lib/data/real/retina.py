@@ -9,11 +9,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch.utils.data import Dataset
 
-from medxai_lib.data.real.common import read_csv, read_image, resize_mask, to_tensor
+from medxai_lib.data.real.common import ImageListDataset, read_csv, read_image, resize_mask, to_tensor
 from medxai_lib.data.transforms import normalize_image
 
 
@@ -94,7 +92,7 @@ class STARE(Dataset):
                 "fov": resize_mask(fov, self.size), "meta": {"image_id": path.name.split(".")[0]}}
 
 
-class KaggleDR(Dataset):
+class KaggleDR(ImageListDataset):
     """Kaggle Diabetic Retinopathy Detection (2015): ``trainLabels.csv`` (image, level) and
     ``train/<image>.jpeg``. Every row must have its image; grades 0-4."""
 
@@ -113,23 +111,6 @@ class KaggleDR(Dataset):
             patient, _, eye = row["image"].partition("_")
             self.records.append({"label": int(row["level"]), "image_id": row["image"], "patient": patient, "eye": eye})
 
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @property
-    def labels(self) -> np.ndarray:
-        return np.array([r["label"] for r in self.records], dtype=np.int64)
-
     @property
     def patient_ids(self) -> list[str]:
         return [r["patient"] for r in self.records]
-
-    @property
-    def has_masks(self) -> bool:
-        return False
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        rec = self.records[index]
-        image = normalize_image(to_tensor(read_image(self.paths[index], "RGB"), self.size))
-        return {"image": image, "label": torch.tensor(rec["label"], dtype=torch.long),
-                "meta": {k: v for k, v in rec.items() if k != "label"}}

@@ -10,45 +10,16 @@ Items: ``image`` (3, S, S) ImageNet-normalised, ``label`` () index into :data:`H
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from medxai_lib.data.phantoms.skin import HAM_CLASSES
-from medxai_lib.data.real.common import read_csv, read_image, to_tensor
-from medxai_lib.data.transforms import normalize_image
+from medxai_lib.data.real.common import ImageListDataset, read_csv
 
 ISIC_COLUMNS = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 
 
-class _ImageFolderDataset(Dataset):
-    paths: list[Path]
-    records: list[dict[str, Any]]
-    size: int | None
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @property
-    def labels(self) -> np.ndarray:
-        return np.array([r["label"] for r in self.records], dtype=np.int64)
-
-    @property
-    def has_masks(self) -> bool:
-        return False
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index: {index} out of range for a dataset of {len(self)} images")
-        rec = self.records[index]
-        image = normalize_image(to_tensor(read_image(self.paths[index], "RGB"), self.size))
-        return {"image": image, "label": torch.tensor(rec["label"], dtype=torch.long),
-                "meta": {k: v for k, v in rec.items() if k != "label"}}
-
-
-class HAM10000(_ImageFolderDataset):
+class HAM10000(ImageListDataset):
     """HAM10000 from its metadata CSV and its two image folders (every row must have its image)."""
 
     def __init__(self, root: str | Path, size: int | None = 224) -> None:
@@ -75,7 +46,7 @@ class HAM10000(_ImageFolderDataset):
         return [r["lesion_id"] for r in self.records]
 
 
-class ISIC2018Task3(_ImageFolderDataset):
+class ISIC2018Task3(ImageListDataset):
     """ISIC 2018 Task 3 training set from its one-hot ground-truth CSV."""
 
     def __init__(self, root: str | Path, size: int | None = 224) -> None:
