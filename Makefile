@@ -30,10 +30,10 @@ test-unit: install
 	$(PY) -m pytest -q tests
 
 test-notebooks: install
-	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks/
+	MEDXAI_STATIC_WIDGETS=1 $(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks/
 
 run: install
-	$(PY) -m medxai_lib.runner --notebooks notebooks --out runs/latest $(if $(PARAMS),--params $(PARAMS))
+	MEDXAI_STATIC_WIDGETS=1 $(PY) -m medxai_lib.runner --notebooks notebooks --out runs/latest $(if $(PARAMS),--params $(PARAMS))
 
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/
@@ -45,7 +45,7 @@ benchmark: install
 	$(PY) benchmarks/agreement.py
 
 claims: install
-	$(PY) scripts/claims_across_seeds.py --seeds 0 1 2
+	MEDXAI_STATIC_WIDGETS=1 $(PY) scripts/claims_across_seeds.py --seeds 0 1 2
 
 clean:
 	rm -rf runs data/cache .pytest_cache $(VENV) *.egg-info

@@ -118,3 +118,31 @@ class _Subset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.base[self.indices[index]]
+
+
+FUNDUS_RENDERER_VERSION = 1  # bump when the fundus phantom's pixels change, so cached detectors are retrained
+
+
+@dataclass
+class TrainedDetector:
+    model: nn.Module
+    train: Dataset
+    val: Dataset
+    fit: FitResult
+
+
+def dr_detector(seed: int = 0, image_size: int = 96, n_train: int = 900, n_val: int = 240, width: int = 16,
+                epochs: int = 15, lr: float = 1e-3, batch_size: int = 32, device: str = "auto") -> TrainedDetector:
+    """The o_O-style DR grade regressor (:class:`~medxai_lib.models.detector.DRDetector`) on the fundus
+    phantom (MSE on the grade, quadratic kappa on a held-out split; disjoint seeds). Cached."""
+    from medxai_lib.data import FundusPhantom
+    from medxai_lib.models.detector import DRDetector
+    train = FundusPhantom(n_train, size=image_size, seed=seed)
+    val = FundusPhantom(n_val, size=image_size, seed=seed + 1000)
+    seed_everything(seed)
+    net = DRDetector(width=width)
+    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, objective="regression")
+    key = {"data": "fundus-phantom", "size": image_size, "train": n_train, "seed": seed,
+           "renderer": FUNDUS_RENDERER_VERSION}
+    result = fit(net, train, val, config, device=resolve_device(device), cache_key=key)
+    return TrainedDetector(result.model, train, val, result)

@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from medxai_lib.evaluate.classification import grade_kappa
 from medxai_lib.runtime import atomic_write, cache_dir, config_hash, progress, resolve_device, seed_everything
 
 
@@ -27,6 +28,7 @@ class TrainConfig:
     seed: int = 0
     pos_weight: float | None = None  # BCE weight of positives (one-output models)
     schedule: str = "cosine"         # "cosine" (anneal lr to 0 over the run, stable last epoch) or "constant"
+    objective: str = "auto"          # "auto": BCE for one output, cross-entropy otherwise; "regression": MSE
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 0:
@@ -37,6 +39,8 @@ class TrainConfig:
             raise ValueError(f"batch_size: expected a positive int, got {self.batch_size!r}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule: expected 'cosine' or 'constant', got {self.schedule!r}")
+        if self.objective not in ("auto", "regression"):
+            raise ValueError(f"objective: expected 'auto' or 'regression', got {self.objective!r}")
 
 
 @dataclass
@@ -48,6 +52,10 @@ class FitResult:
 
 
 def _loss_fn(num_outputs: int, config: TrainConfig, device: torch.device) -> nn.Module:
+    if config.objective == "regression":
+        if num_outputs != 1:
+            raise ValueError(f"objective: 'regression' needs a one-output model, got {num_outputs} outputs")
+        return nn.MSELoss()
     if num_outputs == 1:
         pos_weight = None if config.pos_weight is None else torch.tensor([config.pos_weight], device=device)
         return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
@@ -59,8 +67,16 @@ def _batch_loss(model: nn.Module, batch: dict[str, Any], loss_fn: nn.Module, dev
     images, labels = batch["image"].to(device), batch["label"].to(device)
     logits = model(images)
     if logits.shape[1] == 1:
-        return loss_fn(logits[:, 0], labels.float()), logits, labels
+        return loss_fn(logits[:, 0], labels.float()), logits, labels  # BCE or MSE: float targets
     return loss_fn(logits, labels), logits, labels
+
+
+def _images_and_labels(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Collate only what training reads (per-item metadata such as lesion box lists vary in length)."""
+    batch = {"image": torch.stack([item["image"] for item in items])}
+    if "label" in items[0]:
+        batch["label"] = torch.stack([torch.as_tensor(item["label"]) for item in items])
+    return batch
 
 
 @torch.no_grad()
@@ -70,7 +86,7 @@ def predict_logits(model: nn.Module, data: Dataset, batch_size: int = 64, device
     device = resolve_device(device)
     was_training = model.training
     model.eval().to(device)
-    out = [model(batch["image"].to(device)).cpu() for batch in DataLoader(data, batch_size=batch_size)]
+    out = [model(batch["image"].to(device)).cpu() for batch in DataLoader(data, batch_size=batch_size, collate_fn=_images_and_labels)]
     model.train(was_training)
     return torch.cat(out)
 
@@ -87,6 +103,9 @@ def _validate(model: nn.Module, data: Dataset, loss_fn: nn.Module, device: torch
     logits = predict_logits(model, data, batch_size, device)
     labels = torch.as_tensor(np.asarray(data.labels) if hasattr(data, "labels") else
                              [int(data[i]["label"]) for i in range(len(data))])
+    if isinstance(loss_fn, nn.MSELoss):
+        loss = float(loss_fn(logits[:, 0].to(device), labels.float().to(device)))
+        return {"val_loss": loss, "val_kappa": grade_kappa(logits[:, 0].numpy(), labels.numpy())}
     if logits.shape[1] == 1:
         loss = float(loss_fn(logits[:, 0].to(device), labels.float().to(device)))
         probs = probabilities(logits)
@@ -108,8 +127,11 @@ def _initial_weights_digest(model: nn.Module) -> str:
 
 
 def _checkpoint_path(model: nn.Module, config: TrainConfig, cache_key: dict[str, Any]) -> Path:
+    train = asdict(config)
+    if train["objective"] == "auto":      # keys of models trained before the field existed stay valid
+        del train["objective"]
     key = {"model": type(model).__name__, "architecture": repr(model), "init": _initial_weights_digest(model),
-           "parameters": sum(p.numel() for p in model.parameters()), "train": asdict(config), "data": cache_key}
+           "parameters": sum(p.numel() for p in model.parameters()), "train": train, "data": cache_key}
     return cache_dir() / "checkpoints" / f"{type(model).__name__.lower()}-{config_hash(key)}.pt"
 
 
@@ -133,7 +155,8 @@ def fit(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None,
         return FitResult(model.eval(), json.loads(saved["history"]), from_cache=True, checkpoint=path)
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False)
+    loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False,
+                        collate_fn=_images_and_labels)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total_steps = max(1, config.epochs * len(loader))
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps)

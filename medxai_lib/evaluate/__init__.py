@@ -1,6 +1,6 @@
 """Evaluation: classification (image and study level), localisation against evidence masks,
 faithfulness, sanity checks, robustness, complexity, map agreement, shortcut tests."""
-from medxai_lib.evaluate.classification import binary_metrics, mura_report, study_level
+from medxai_lib.evaluate.classification import binary_metrics, grade_kappa, mura_report, study_level
 from medxai_lib.evaluate.faithfulness import deletion_insertion
 from medxai_lib.evaluate.localisation import (auprc, energy_in_mask, localisation_summary, mask_fraction,
                                               pointing_game, topk_iou)

@@ -1,0 +1,119 @@
+"""Patho-GAN networks (after Niu et al. 2019), small enough for a CPU.
+
+* :class:`UNetGenerator`: vessel map + field of view + noise ``z`` (+ descriptor maps at the 1/2 and 1/4
+  encoder scales) -> RGB fundus in [0, 1], black outside the field of view.
+* :class:`VesselDiscriminator`: a patch discriminator that sees the image together with its vessel map.
+* :class:`RandomFeatureNet`: a fixed random-weight conv net for the retinal-detail loss when no pretrained
+  VGG is available (random features carry texture and colour statistics well enough for that).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _down(cin: int, cout: int, norm: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1)]
+    if norm:
+        layers.append(nn.BatchNorm2d(cout))
+    return nn.Sequential(*layers, nn.LeakyReLU(0.2))
+
+
+def _up(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1),
+                         nn.BatchNorm2d(cout), nn.LeakyReLU(0.2))
+
+
+class UNetGenerator(nn.Module):
+    """``(vessels (B, 1, S, S), fov (B, 1, S, S), z (B, z_dim), maps [(B, C1, S/2, S/2), (B, C2, S/4, S/4)])
+    -> (B, 3, S, S)``. ``S`` must be a multiple of 16."""
+
+    def __init__(self, descriptor_channels: tuple[int, int] = (16, 32), width: int = 32, z_dim: int = 32) -> None:
+        super().__init__()
+        self.descriptor_channels, self.z_dim = tuple(descriptor_channels), z_dim
+        c1, c2 = self.descriptor_channels
+        w = width
+        self.enc1 = _down(2, w, norm=False)                  # S/2
+        self.enc2 = _down(w + c1, 2 * w)                     # S/4
+        self.enc3 = _down(2 * w + c2, 4 * w)                 # S/8
+        self.enc4 = _down(4 * w, 4 * w)                      # S/16
+        self.z_channels = 8
+        self.from_z = nn.Linear(z_dim, self.z_channels * 16)  # a 4x4 seed, resized to the bottleneck
+        self.dec4 = _up(4 * w + self.z_channels, 4 * w)      # S/8
+        self.dec3 = _up(8 * w, 2 * w)                        # S/4
+        self.dec2 = _up(4 * w + c2, w)                       # S/2
+        self.dec1 = _up(2 * w + c1, w)                       # S
+        self.out = nn.Conv2d(w + 2, 3, 3, 1, 1)
+        # descriptor features are tiny next to the other inputs; :func:`fit_pathogan` sets these scales
+        # (1 / typical magnitude per channel) from the bank; they are saved with the weights
+        self.register_buffer("map_scale1", torch.ones(c1))
+        self.register_buffer("map_scale2", torch.ones(c2))
+
+    def check_inputs(self, vessels: torch.Tensor, fov: torch.Tensor, z: torch.Tensor,
+                     maps: list[torch.Tensor] | None) -> None:
+        if vessels.ndim != 4 or vessels.shape[1] != 1:
+            raise ValueError(f"vessels: expected (B, 1, S, S), got {tuple(vessels.shape)}")
+        size = vessels.shape[-1]
+        if vessels.shape[-2] != size or size % 16 or size < 32:
+            raise ValueError(f"vessels: expected square maps with S a multiple of 16 (>= 32), got {tuple(vessels.shape)}")
+        if fov.shape != vessels.shape:
+            raise ValueError(f"fov: expected the vessel map's shape {tuple(vessels.shape)}, got {tuple(fov.shape)}")
+        if z.shape != (len(vessels), self.z_dim):
+            raise ValueError(f"z: expected ({len(vessels)}, {self.z_dim}), got {tuple(z.shape)}")
+        if maps is not None:
+            expected = [(len(vessels), c, size // s, size // s) for c, s in zip(self.descriptor_channels, (2, 4))]
+            got = [tuple(m.shape) for m in maps]
+            if got != expected:
+                raise ValueError(f"maps: expected shapes {expected}, got {got}")
+
+    def forward(self, vessels: torch.Tensor, fov: torch.Tensor, z: torch.Tensor,
+                maps: list[torch.Tensor] | None = None) -> torch.Tensor:
+        self.check_inputs(vessels, fov, z, maps)
+        size, batch = vessels.shape[-1], len(vessels)
+        if maps is None:
+            maps = [vessels.new_zeros(batch, c, size // s, size // s) for c, s in zip(self.descriptor_channels, (2, 4))]
+        x0 = torch.cat([vessels, fov], 1)
+        e1 = torch.cat([self.enc1(x0), maps[0] * self.map_scale1.view(1, -1, 1, 1)], 1)
+        e2 = torch.cat([self.enc2(e1), maps[1] * self.map_scale2.view(1, -1, 1, 1)], 1)
+        e3 = self.enc3(e2)
+        e4 = self.enc4(e3)
+        seed = self.from_z(z).view(batch, self.z_channels, 4, 4)
+        d4 = self.dec4(torch.cat([e4, F.interpolate(seed, size=e4.shape[-2:], mode="bilinear", align_corners=False)], 1))
+        d3 = self.dec3(torch.cat([d4, e3], 1))
+        d2 = self.dec2(torch.cat([d3, e2], 1))
+        d1 = self.dec1(torch.cat([d2, e1], 1))
+        return torch.sigmoid(self.out(torch.cat([d1, x0], 1))) * fov
+
+
+class VesselDiscriminator(nn.Module):
+    """Patch discriminator on ``cat(image (B, 3, S, S), vessels (B, 1, S, S))`` -> logits ``(B, 1, S/8, S/8)``."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(_down(4, width, norm=False), _down(width, 2 * width), _down(2 * width, 4 * width),
+                                 nn.Conv2d(4 * width, 1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor, vessels: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 3 or vessels.shape != (len(images), 1, *images.shape[-2:]):
+            raise ValueError(f"images, vessels: expected (B, 3, S, S) and (B, 1, S, S), got {tuple(images.shape)} "
+                             f"and {tuple(vessels.shape)}")
+        return self.net(torch.cat([images, vessels], 1))
+
+
+class RandomFeatureNet(nn.Module):
+    """Fixed random conv features (seeded, never trained): ``(B, 3, S, S) -> [(B, 32, S, S), (B, 64, S/2, S/2)]``."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.conv1, self.conv2, self.conv3 = nn.Conv2d(3, 32, 3, 1, 1), nn.Conv2d(32, 64, 3, 2, 1), nn.Conv2d(64, 64, 3, 1, 1)
+        for conv in (self.conv1, self.conv2, self.conv3):
+            fan_in = conv.weight[0].numel()
+            conv.weight.data = torch.randn(conv.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5
+            conv.bias.data.zero_()
+        self.requires_grad_(False)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        f1 = F.relu(self.conv1(images))
+        return [f1, F.relu(self.conv3(F.relu(self.conv2(f1))))]

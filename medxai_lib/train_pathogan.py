@@ -1,0 +1,331 @@
+"""Training and sampling of the Patho-GAN generator (Niu et al. 2019), scaled to a CPU.
+
+The generator learns healthy retinas from vessel maps (retinal-detail loss against the real healthy
+fundus, adversarial loss from a vessel-conditioned discriminator, total variation), while descriptors
+from the bank are placed at random boxes and the pathological loss asks the detector's features of the
+synthesised image inside each box to have the descriptor's Gram matrices. ``pathology="global"``
+compares whole-image Gram matrices instead (the style-transfer baseline, Tub-sGAN-like).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from medxai_lib.explain.descriptors import STYLE_LAYERS, Descriptor, DescriptorBank, gram, layer_box, resize_patch
+from medxai_lib.models.detector import DRDetector, detector_input
+from medxai_lib.models.pathogan import RandomFeatureNet, UNetGenerator, VesselDiscriminator
+from medxai_lib.runtime import atomic_write, cache_dir, config_hash, progress, resolve_device, seed_everything
+
+
+LOSS_VERSION = 4  # part of the generator's cache key: bump when a loss changes
+
+
+def descriptor_maps(banks: Sequence[DescriptorBank], size: int, channels: Sequence[int],
+                    layers: Sequence[str] = STYLE_LAYERS, scales: Sequence[int] = (2, 4),
+                    device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """The generator's lesion inputs: per layer a ``(B, C_l, S/scale, S/scale)`` canvas with each placed
+    descriptor's weighted feature patch pasted (resized) onto its box. One bank per image."""
+    canvases: list[torch.Tensor] = []
+    for name, scale, depth in zip(layers, scales, channels):
+        cells = size // scale
+        canvas = torch.zeros(len(banks), depth, cells, cells)
+        for b, bank in enumerate(banks):
+            for d in bank:
+                _check_placed(d, size)
+                x0, y0, x1, y1 = layer_box(d.box, size, (cells, cells))
+                patch = resize_patch(torch.from_numpy(d.features[name]), y1 - y0, x1 - x0)
+                if len(patch) != depth:
+                    raise ValueError(f"bank: {name} features have {len(patch)} channels, the generator expects {depth}")
+                canvas[b, :, y0:y1, x0:x1] += patch
+        canvases.append(canvas.to(device))
+    return canvases
+
+
+def _check_placed(d: Descriptor, size: int) -> None:
+    if d.image_size != size:
+        raise ValueError(f"bank: descriptors come from {d.image_size}-px images, the vessel maps are {size} px")
+    x0, y0, x1, y1 = d.box
+    if not (0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size):
+        raise ValueError(f"bank: box {d.box} lies outside the {size}x{size} image")
+
+
+def adversarial_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    """Least-squares GAN loss: mean of ``(logits - 1)^2`` for real, ``logits^2`` for fake."""
+    return (logits - float(real)).pow(2).mean()
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels of ``(B, C, H, W)``."""
+    return (images[..., 1:, :] - images[..., :-1, :]).abs().mean() + (images[..., 1:] - images[..., :-1]).abs().mean()
+
+
+def detail_loss(feature_net: torch.nn.Module, synthetic: torch.Tensor, real: torch.Tensor,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Retinal detail: L1 between the pixels and the ``feature_net`` features of synthetic and real
+    ``(B, 3, S, S)`` images, weighted by ``keep`` ``(B, 1, S, S)`` (1 where the healthy retina should be
+    reproduced). The pixel term makes a small CPU run converge; the features keep edges such as the disc's."""
+    if synthetic.shape != real.shape:
+        raise ValueError(f"synthetic, real: shapes differ, {tuple(synthetic.shape)} vs {tuple(real.shape)}")
+    total = synthetic.new_zeros(())
+    levels = zip([synthetic, *feature_net(synthetic)], [real, *feature_net(real)])
+    for fs, fr in levels:
+        weight = 1.0 if keep is None else F.interpolate(keep, size=fs.shape[-2:], mode="area")
+        total = total + ((fs - fr).abs() * weight).mean()
+    return total
+
+
+def pathological_loss(detector: DRDetector, synthetic: torch.Tensor, banks: Sequence[DescriptorBank],
+                      mode: str = "local", layers: Sequence[str] = STYLE_LAYERS,
+                      scales: dict[str, np.ndarray] | None = None) -> torch.Tensor:
+    """Distance between the detector's features of the synthetic images ``(B, 3, S, S)`` in [0, 1] and
+    each placed descriptor, averaged over descriptors and layers: the mean squared difference of Gram
+    matrices (second-order statistics: texture, not position) plus that of the weighted mean feature
+    (first order; without it the Gram term has no gradient where the features are still zero).
+    Features are divided by ``scales[layer]`` ``(C,)`` first (:func:`feature_scale`), so that every
+    channel and descriptor counts alike.
+
+    ``mode="local"``: features inside the descriptor's box, weighted by its activation and mask (Patho-GAN).
+    ``mode="global"``: the whole image's features against the descriptors' mean statistics (style transfer)."""
+    if mode not in ("local", "global"):
+        raise ValueError(f"mode: expected 'local' or 'global', got {mode!r}")
+    if len(banks) != len(synthetic):
+        raise ValueError(f"banks: expected one bank per image ({len(synthetic)}), got {len(banks)}")
+    deepest = max(layers, key=detector.layer_names.index)
+    _, trace = detector.trace(detector_input(synthetic), until=deepest)
+    size = synthetic.shape[-1]
+    terms = []
+    for name in layers:
+        inverse = 1.0 / torch.from_numpy(scales[name]) if scales is not None else torch.ones(1)
+        inverse = inverse.to(synthetic).view(-1, 1, 1)
+        for b, bank in enumerate(banks):
+            acts = trace.activations[name][b] * inverse
+            rescale = inverse.view(-1, 1) * inverse.view(1, -1)        # gram(F / s) = G / (s s^T)
+            targets = [(torch.from_numpy(d.grams[name]).to(acts) * rescale,
+                        torch.from_numpy(d.features[name]).to(acts).mean((1, 2)) * inverse.view(-1), d) for d in bank]
+            if mode == "global" and targets:
+                target_gram = torch.stack([g for g, _, _ in targets]).mean(0)
+                target_mean = torch.stack([m for _, m, _ in targets]).mean(0)
+                terms.append((gram(acts) - target_gram).pow(2).mean() + (acts.mean((1, 2)) - target_mean).pow(2).mean())
+                continue
+            for target_gram, target_mean, d in targets if mode == "local" else ():
+                _check_placed(d, size)
+                x0, y0, x1, y1 = layer_box(d.box, size, acts.shape)
+                weight = resize_patch(torch.from_numpy(d.activation * d.mask).to(acts), y1 - y0, x1 - x0)
+                weighted = acts[:, y0:y1, x0:x1] * weight
+                terms.append((gram(weighted) - target_gram).pow(2).mean()
+                             + (weighted.mean((1, 2)) - target_mean).pow(2).mean())
+    return torch.stack(terms).mean() if terms else synthetic.new_zeros(())
+
+
+def feature_scale(bank: DescriptorBank, name: str) -> np.ndarray:
+    """Typical magnitude of each channel of the bank's ``name`` feature patches: the mean over
+    descriptors of the per-channel maximum ``|feature|``, ``(C,)``, floored at 1e-3 of the largest."""
+    peaks = np.stack([np.abs(d.features[name]).reshape(len(d.features[name]), -1).max(1) for d in bank]).mean(0)
+    return np.maximum(peaks, 1e-3 * peaks.max() + 1e-12).astype(np.float32)
+
+
+def box_mask(banks: Sequence[DescriptorBank], size: int, margin: int = 1) -> torch.Tensor:
+    """``(B, 1, S, S)``: 1 inside any placed box (grown by ``margin`` pixels), else 0."""
+    out = torch.zeros(len(banks), 1, size, size)
+    for b, bank in enumerate(banks):
+        for d in bank:
+            x0, y0, x1, y1 = d.box
+            out[b, 0, max(0, y0 - margin):y1 + margin, max(0, x0 - margin):x1 + margin] = 1
+    return out
+
+
+def random_placements(bank: DescriptorBank, fov: torch.Tensor, count: int, rng: np.random.Generator,
+                      radius: float = 0.36) -> DescriptorBank:
+    """``count`` descriptors drawn from ``bank`` at random boxes whose centre lies within ``radius x S``
+    of the image centre and whose pixels lie in ``fov`` ``(S, S)``."""
+    if len(bank) == 0:
+        raise ValueError("bank: empty; extract descriptors before placing them")
+    size = fov.shape[-1]
+    placed = []
+    for _ in range(count):
+        d = bank[int(rng.integers(len(bank)))]
+        w, h = d.box[2] - d.box[0], d.box[3] - d.box[1]
+        for _attempt in range(50):
+            angle, r = rng.uniform(0, 2 * np.pi), radius * size * np.sqrt(rng.uniform())
+            x0, y0 = int(size / 2 + r * np.cos(angle) - w / 2), int(size / 2 + r * np.sin(angle) - h / 2)
+            if 0 <= x0 and 0 <= y0 and x0 + w <= size and y0 + h <= size and bool(fov[y0:y0 + h, x0:x0 + w].all()):
+                placed.append(d.moved_to(x0, y0))
+                break
+    return DescriptorBank(placed)
+
+
+@dataclass(frozen=True)
+class PathoGANConfig:
+    """Hyper-parameters of :func:`fit_pathogan` (all part of the cache key)."""
+
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.5, 0.999)
+    generator_steps_per_discriminator_step: int = 2
+    adversarial_weight: float = 0.005   # the paper uses 1; at this scale more keeps the generator from converging
+    detail_weight: float = 3.0
+    pathological_weight: float = 1.0
+    tv_weight: float = 0.01
+    pathology: str = "local"          # "local" (Patho-GAN) or "global" (whole-image Gram, Tub-sGAN-like)
+    max_lesions: int = 6
+    loss_layers: tuple[str, ...] = ("conv1b",)   # conv2b sees beyond most lesion boxes at 96 px
+    width: int = 32
+    z_dim: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.pathology not in ("local", "global"):
+            raise ValueError(f"pathology: expected 'local' or 'global', got {self.pathology!r}")
+        for name in ("steps", "batch_size", "max_lesions", "generator_steps_per_discriminator_step"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (0 if name in ("steps", "max_lesions") else 1):
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+
+
+@dataclass
+class PathoGANResult:
+    generator: UNetGenerator
+    history: list[dict[str, float]] = field(default_factory=list)
+    from_cache: bool = False
+    checkpoint: Path | None = None
+
+
+def bank_digest(bank: DescriptorBank) -> str:
+    """A short hash of every box, kind and Gram matrix in ``bank`` (part of the generator's cache key)."""
+    digest = hashlib.sha256()
+    for d in bank:
+        digest.update(json.dumps([list(d.box), d.kind, d.image_size]).encode())
+        for name in sorted(d.grams):
+            digest.update(np.ascontiguousarray(d.grams[name], np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _weights_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _stack(healthy: Dataset, indices: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+    items = [healthy[int(i)] for i in indices]
+    return {key: torch.stack([item[key] for item in items]).to(device) for key in ("image", "vessels", "fov")}
+
+
+def fit_pathogan(detector: DRDetector, healthy: Dataset, bank: DescriptorBank, config: PathoGANConfig = PathoGANConfig(),
+                 data_key: dict[str, Any] | None = None, device: str | torch.device = "auto",
+                 show_progress: bool | None = None) -> PathoGANResult:
+    """Train a :class:`UNetGenerator` on healthy fundi only (items with ``image`` in [0, 1], ``vessels``,
+    ``fov``), with descriptors from ``bank`` placed at random boxes: every lesion the generator learns to
+    draw comes from the descriptors through the pathological loss. Cached by config, detector weights,
+    bank and ``data_key`` when ``data_key`` is given."""
+    if len(bank) == 0:
+        raise ValueError("bank: empty; the generator needs descriptors to learn lesions from")
+    if len(healthy) == 0:
+        raise ValueError("healthy: empty dataset")
+    first = healthy[0]["image"]
+    if first.min() < 0 or first.max() > 1:
+        raise ValueError("healthy: expected images in [0, 1] (build the phantom with normalize=False)")
+    if first.shape[-1] != bank.image_size:
+        raise ValueError(f"healthy: images are {first.shape[-1]} px, the bank's descriptors {bank.image_size} px")
+    device = resolve_device(device)
+    detector = detector.to(device).eval()
+    detector.requires_grad_(False)
+    layer_channels = tuple(bank[0].features[name].shape[0] for name in STYLE_LAYERS)
+    seed_everything(config.seed)
+    generator = UNetGenerator(layer_channels, config.width, config.z_dim).to(device)
+    for buffer, name in ((generator.map_scale1, STYLE_LAYERS[0]), (generator.map_scale2, STYLE_LAYERS[1])):
+        buffer.copy_(torch.from_numpy(1.0 / feature_scale(bank, name)))
+    path = None
+    if data_key is not None:
+        key = {"config": asdict(config), "version": LOSS_VERSION, "detector": _weights_digest(detector), "bank": bank_digest(bank),
+               "data": data_key, "init": _weights_digest(generator)}
+        path = cache_dir() / "checkpoints" / f"pathogan-{config_hash(key)}.pt"
+        if path.exists():
+            saved = torch.load(path, map_location=device, weights_only=True)
+            generator.load_state_dict(saved["state_dict"])
+            return PathoGANResult(generator.eval(), json.loads(saved["history"]), True, path)
+    history = _train(generator, detector, healthy, bank, config, device, show_progress)
+    if path is not None:
+        state = {k: v.detach().cpu() for k, v in generator.state_dict().items()}
+        atomic_write(path, lambda tmp: torch.save({"state_dict": state, "history": json.dumps(history)}, tmp))
+    return PathoGANResult(generator.eval(), history, False, path)
+
+
+def _batch(healthy: Dataset, bank: DescriptorBank, config: PathoGANConfig, rng: np.random.Generator,
+           device: torch.device) -> tuple[dict[str, torch.Tensor], list[DescriptorBank], torch.Tensor]:
+    """Healthy fundi with 0..max_lesions random placements each: the tensors, one bank per image and
+    the detail loss's keep mask ``(B, 1, S, S)`` (the field of view outside the boxes)."""
+    batch = _stack(healthy, rng.integers(len(healthy), size=config.batch_size), device)
+    banks = [random_placements(bank, fov[0].cpu(), int(rng.integers(config.max_lesions + 1)), rng) for fov in batch["fov"]]
+    if config.pathology == "global":    # the style-transfer baseline knows no boxes: detail everywhere
+        return batch, banks, batch["fov"]
+    return batch, banks, (1 - box_mask(banks, bank.image_size)).to(device) * batch["fov"]
+
+
+def _train(generator: UNetGenerator, detector: DRDetector, healthy: Dataset, bank: DescriptorBank,
+           config: PathoGANConfig, device: torch.device, show_progress: bool | None) -> list[dict[str, float]]:
+    discriminator = VesselDiscriminator(config.width).to(device)
+    features = RandomFeatureNet(config.seed).to(device)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=config.betas)
+    rng = np.random.default_rng(config.seed)
+    scales = {name: feature_scale(bank, name) for name in config.loss_layers}
+    size = bank.image_size
+    history: list[dict[str, float]] = []
+    generator.train()
+    for step in progress(range(config.steps), enabled=show_progress, desc="GAN steps"):
+        batch, banks, keep = _batch(healthy, bank, config, rng, device)
+        z = torch.from_numpy(rng.standard_normal((config.batch_size, config.z_dim)).astype(np.float32)).to(device)
+        fake = generator(batch["vessels"], batch["fov"], z, descriptor_maps(banks, size, generator.descriptor_channels,
+                                                                          device=device))
+        if step % config.generator_steps_per_discriminator_step == 0:
+            loss_d = (adversarial_loss(discriminator(batch["image"], batch["vessels"]), True)
+                      + adversarial_loss(discriminator(fake.detach(), batch["vessels"]), False))
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+        parts = {"adversarial": adversarial_loss(discriminator(fake, batch["vessels"]), True),
+                 "detail": detail_loss(features, fake, batch["image"], keep),
+                 "pathological": pathological_loss(detector, fake, banks, config.pathology, config.loss_layers, scales),
+                 "tv": total_variation(fake)}
+        weights = {"adversarial": config.adversarial_weight, "detail": config.detail_weight,
+                   "pathological": config.pathological_weight, "tv": config.tv_weight}
+        loss_g = sum(weights[k] * v for k, v in parts.items())
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        history.append({"step": step + 1, **{k: float(v.detach()) for k, v in parts.items()}})
+    return history
+
+
+@torch.no_grad()
+def synthesize(generator: UNetGenerator, vessels: torch.Tensor, fov: torch.Tensor,
+               banks: Sequence[DescriptorBank] | DescriptorBank, seed: int = 0) -> torch.Tensor:
+    """Fundi ``(B, 3, S, S)`` in [0, 1] from vessel maps and FOVs ``(B, 1, S, S)`` with the lesions of one
+    bank per image (a single bank is used for all). ``z`` is drawn from ``seed`` (same z for each image
+    index, so syntheses with different banks differ only by their lesions)."""
+    if vessels.ndim == 3:
+        vessels, fov = vessels[None], fov[None]
+    if isinstance(banks, DescriptorBank):
+        banks = [banks] * len(vessels)
+    if len(banks) != len(vessels):
+        raise ValueError(f"banks: expected one bank per vessel map ({len(vessels)}), got {len(banks)}")
+    device = next(generator.parameters()).device
+    generator.check_inputs(vessels, fov, torch.zeros(len(vessels), generator.z_dim), None)
+    z = torch.from_numpy(np.random.default_rng(seed).standard_normal((len(vessels), generator.z_dim)).astype(np.float32))
+    maps = descriptor_maps(banks, vessels.shape[-1], generator.descriptor_channels, device=device)
+    was_training = generator.training
+    generator.eval()
+    out = generator(vessels.to(device), fov.to(device), z.to(device), maps)
+    generator.train(was_training)
+    return out

@@ -1,0 +1,91 @@
+"""Koch's-postulate checks (re-detection, severity, anatomy, change centroid) and the explorer fallback."""
+import numpy as np
+import pytest
+import torch
+
+from medxai_lib.evaluate.inoculation import (anatomy_distance, change_centroid, copies_at, redetection, severity_curve,
+                                             spread_positions)
+from medxai_lib.explain.descriptors import Descriptor, DescriptorBank
+from medxai_lib.models.detector import DRDetector
+
+
+def _descriptor(box=(10, 10, 14, 14), size=48):
+    h, w = box[3] - box[1], box[2] - box[0]
+    feats = {"conv1b": np.ones((2, 2, 2), np.float32)}
+    return Descriptor(box, size, np.ones((h, w), bool), np.ones((h, w), np.float32), feats,
+                      {"conv1b": np.eye(2, dtype=np.float32)}, "hard_exudate")
+
+
+def test_spread_positions_do_not_overlap_and_stay_in_the_fov():
+    fov = torch.zeros(48, 48, dtype=torch.bool)
+    fov[4:44, 4:44] = True
+    corners = spread_positions(fov, 4, 3, 10, seed=1, gap=1)
+    assert len(corners) == 10 and corners == spread_positions(fov, 4, 3, 10, seed=1, gap=1)
+    taken = np.zeros((48, 48), int)
+    for x, y in corners:
+        assert fov[y:y + 3, x:x + 4].all()
+        taken[y:y + 3, x:x + 4] += 1
+    assert taken.max() == 1
+    bank = copies_at(_descriptor(), corners[:3])
+    assert [d.box[:2] for d in bank] == corners[:3]
+
+
+def test_severity_curve_spearman_and_errors():
+    rising = np.array([[0.1, 0.2], [1.0, 1.2], [2.0, 1.9], [2.5, 3.0]])
+    means, rho = severity_curve(rising)
+    assert np.allclose(means, [0.15, 1.1, 1.95, 2.75]) and rho == pytest.approx(1.0)
+    assert severity_curve(rising[::-1])[1] == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="scores_by_count"):
+        severity_curve(np.zeros((2, 3)))
+
+
+def test_anatomy_distance_and_change_centroid():
+    a = torch.rand(2, 3, 32, 32)
+    region = torch.ones(2, 1, 32, 32)
+    same = anatomy_distance(a, a, region)
+    assert same["l1"] == 0 and same["ssim"] == pytest.approx(1.0)
+    b = a.clone()
+    b[:, :, :16] = 0
+    region[:, :, :16] = 0                       # the change lies outside the region: it is not counted
+    assert anatomy_distance(b, a, region)["l1"] == 0
+    assert anatomy_distance(b, a, torch.ones(2, 1, 32, 32))["l1"] > 0
+    with pytest.raises(ValueError, match="region"):
+        anatomy_distance(a, a, region[:, :, :8])
+    changed = torch.zeros(1, 3, 32, 32)
+    changed[0, :, 20:24, 4:8] = 1
+    assert np.allclose(change_centroid(changed, torch.zeros_like(changed)), [[5.5, 21.5]])
+
+
+def test_redetection_scores_a_map_peak_inside_the_boxes():
+    torch.manual_seed(0)
+    detector = DRDetector(width=4, dense=8).eval()
+    images = torch.rand(2, 3, 48, 48)
+    fov = torch.ones(2, 1, 48, 48)
+    everywhere = DescriptorBank([Descriptor((0, 0, 48, 48), 48, np.ones((48, 48), bool), np.ones((48, 48), np.float32),
+                                            {}, {}, "unknown")])
+    result = redetection(detector, images, [everywhere, everywhere], fov)
+    assert result.pointing == 1.0 and result.chance == pytest.approx(1.0) and result.energy_in_boxes == pytest.approx(1.0)
+    small = redetection(detector, images, [DescriptorBank([_descriptor()]), DescriptorBank()], fov)
+    assert len(small.per_image) == 1 and small.chance == pytest.approx(36 / 48 ** 2)   # box grown by 1 px
+    with pytest.raises(ValueError, match="empty"):
+        redetection(detector, images, [DescriptorBank(), DescriptorBank()], fov)
+
+
+def test_explorer_draws_one_static_figure_without_a_frontend(monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    import ipywidgets
+    from medxai_lib.viz.explorer import explore, widgets_enabled
+    monkeypatch.setenv("MEDXAI_STATIC_WIDGETS", "1")
+    assert not widgets_enabled()
+    seen = []
+
+    def draw(threshold, copies):
+        seen.append((threshold, copies))
+        import matplotlib.pyplot as plt
+        return plt.figure()
+
+    figure = explore(draw, threshold=ipywidgets.FloatSlider(value=0.3, min=0, max=1), copies=2)
+    assert seen == [(0.3, 2)] and figure is not None
+    monkeypatch.setenv("MEDXAI_STATIC_WIDGETS", "0")
+    assert not widgets_enabled()                # plain Python, no kernel: still static
