@@ -8,6 +8,6 @@ from medxai_lib.evaluate.robustness import max_sensitivity, sparseness
 from medxai_lib.evaluate.sanity import cascading_randomization, map_similarity, randomization_order
 from medxai_lib.evaluate.similarity import pearson_per_map
 
-__all__ = ["auprc", "binary_metrics", "cascading_randomization", "deletion_insertion", "energy_in_mask",
+__all__ = ["auprc", "binary_metrics", "grade_kappa", "cascading_randomization", "deletion_insertion", "energy_in_mask",
            "localisation_summary", "map_similarity", "mask_fraction", "max_sensitivity", "mura_report",
            "pearson_per_map", "pointing_game", "randomization_order", "sparseness", "study_level", "topk_iou"]
