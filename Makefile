@@ -6,7 +6,7 @@ STAMP := $(VENV)/.medxai-installed
 PARAMS ?=
 export MEDXAI_PROGRESS ?= 0
 
-.PHONY: help install test test-unit test-notebooks run lab benchmark claims clean
+.PHONY: help install test test-unit test-notebooks test-browser run lab benchmark claims student clean
 
 help:
 	@echo "make test      unit tests + nbval on the notebooks (creates .venv first)"
@@ -14,6 +14,8 @@ help:
 	@echo "make lab       JupyterLab on notebooks/"
 	@echo "make benchmark print the benchmark ratios"
 	@echo "make claims    re-run every notebook with seeds 0, 1, 2 and check its claims still hold"
+	@echo "make test-browser  JupyterLab in headless Chromium: notebook 03's explorer reacts to a slider"
+	@echo "make student   student copies in notebooks-student/ (solution cells emptied, outputs cleared)"
 	@echo "make clean     remove runs/, caches and the virtual environment"
 
 install: $(STAMP)
@@ -32,6 +34,12 @@ test-unit: install
 test-notebooks: install
 	MEDXAI_STATIC_WIDGETS=1 $(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks/
 
+# Separate stage (not in `make test`): needs root for apt when chromium is missing.
+test-browser: install
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
+	$(PY) -m pip install --quiet --disable-pip-version-check playwright==1.65.2
+	MEDXAI_BROWSER_TEST=1 $(PY) -m pytest -q -p no:cacheprovider tests/browser
+
 run: install
 	MEDXAI_STATIC_WIDGETS=1 $(PY) -m medxai_lib.runner --notebooks notebooks --out runs/latest $(if $(PARAMS),--params $(PARAMS))
 
@@ -47,6 +55,9 @@ benchmark: install
 claims: install
 	MEDXAI_STATIC_WIDGETS=1 $(PY) scripts/claims_across_seeds.py --seeds 0 1 2
 
+student: install
+	$(PY) -m medxai_lib.student --src notebooks --out notebooks-student
+
 clean:
-	rm -rf runs data/cache .pytest_cache $(VENV) *.egg-info
+	rm -rf runs data/cache .pytest_cache notebooks-student $(VENV) *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,26 +1,74 @@
 """The regression runner behind ``make run``: execute every notebook with papermill, collect the
-metrics each one publishes with :func:`medxai_lib.runtime.record`, write a summary.
+metrics each one publishes with :func:`medxai_lib.runtime.record`, the wall time and the kernel's peak
+memory, compare with the baselines, export HTML and write ``summary.md``, ``summary.json`` and ``index.html``.
 
     python -m medxai_lib.runner [--notebooks notebooks] [--out runs/latest] [--params p.yaml] [NAME ...]
 
-Exit status 1 when any notebook fails.
+``--params``: a YAML mapping; plain keys go to every notebook, a key naming a notebook (``06_koch_descriptors_gan:``)
+holds overrides for that notebook only. Exit status 1 when any notebook fails or a metric regresses.
 """
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from medxai_lib.runtime import PROGRESS_ENV, RECORD_FILE_ENV, read_records
 
 
+@contextmanager
+def peak_child_memory(interval_s: float = 0.2) -> Iterator[dict[str, float]]:
+    """Poll the resident memory of this process's children (the notebook kernel and anything it starts)
+    every ``interval_s``; the yielded dict's ``"peak_mb"`` holds the largest total seen."""
+    import psutil
+
+    seen = {"peak_mb": 0.0}
+    stop = threading.Event()
+    me = psutil.Process()
+
+    def poll() -> None:
+        while not stop.is_set():
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    continue
+            seen["peak_mb"] = max(seen["peak_mb"], total / 2**20)
+            stop.wait(interval_s)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+        seen["peak_mb"] = round(seen["peak_mb"], 1)
+
+
+def export_html(executed: Path) -> Path:
+    """``NAME.ipynb`` -> ``NAME.html`` next to it (nbconvert's HTML exporter, outputs included)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    target = executed.with_suffix(".html")
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
 def run_notebook(notebook: Path, out_dir: Path, parameters: dict[str, Any] | None = None,
                  timeout_s: int = 1800) -> dict[str, Any]:
-    """Execute one notebook into ``out_dir``; returns status, wall time, metrics and error."""
+    """Execute one notebook into ``out_dir``; returns status, wall time, kernel peak memory (MB), metrics,
+    error and the HTML export's file name."""
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -31,10 +79,12 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict[str, Any] | Non
     os.environ[PROGRESS_ENV] = "0"
     started = time.perf_counter()
     status, error = "ok", ""
+    memory: dict[str, float] = {"peak_mb": 0.0}
     try:
-        pm.execute_notebook(str(notebook), str(out_dir / notebook.name), parameters=parameters or {},
-                            cwd=str(notebook.parent), progress_bar=False, kernel_name="python3",
-                            execution_timeout=timeout_s, log_output=False)
+        with peak_child_memory() as memory:
+            pm.execute_notebook(str(notebook), str(out_dir / notebook.name), parameters=parameters or {},
+                                cwd=str(notebook.parent), progress_bar=False, kernel_name="python3",
+                                execution_timeout=timeout_s, log_output=False)
     except Exception as exc:  # papermill wraps cell errors; anything else is a failure too
         status, error = "failed", f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
     finally:
@@ -43,8 +93,12 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict[str, Any] | Non
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    return {"notebook": notebook.name, "status": status, "wall_s": round(time.perf_counter() - started, 1),
-            "metrics": read_records(record_file), "error": error}
+    wall = round(time.perf_counter() - started, 1)
+    report = ""
+    if (out_dir / notebook.name).exists():      # papermill writes the partial notebook on failure too
+        report = export_html(out_dir / notebook.name).name
+    return {"notebook": notebook.name, "status": status, "wall_s": wall, "peak_mb": memory["peak_mb"],
+            "metrics": read_records(record_file), "error": error, "html": report}
 
 
 def compare_baselines(results: Sequence[dict[str, Any]], baselines: dict[str, dict[str, dict[str, Any]]]
@@ -77,19 +131,48 @@ def _format_value(value: Any) -> str:
 
 def write_summary(results: Sequence[dict[str, Any]], out_dir: Path, regressions: Sequence[str] = ()) -> Path:
     """``summary.md`` (a table per notebook, then any baseline regressions) and ``summary.json``."""
-    lines = ["# medxai run summary", "", "| notebook | status | wall time (s) | metrics |", "|---|---|---|---|"]
+    lines = ["# medxai run summary", "", "| notebook | status | wall time (s) | peak memory (MB) | metrics |",
+             "|---|---|---|---|---|"]
     for res in results:
         metrics = ", ".join(f"{k}={_format_value(v)}" for k, v in res["metrics"].items()) or "-"
         status = res["status"] + (f" ({res['error']})" if res["error"] else "")
-        lines.append(f"| {res['notebook']} | {status} | {res['wall_s']} | {metrics} |")
+        lines.append(f"| {res['notebook']} | {status} | {res['wall_s']} | {res.get('peak_mb', '-')} | {metrics} |")
     failed = [r["notebook"] for r in results if r["status"] != "ok"]
     lines += ["", f"{len(results) - len(failed)}/{len(results)} notebooks ran." +
               (f" Failed: {', '.join(failed)}" if failed else "")]
     lines += ["", "Baselines: " + ("all recorded metrics within tolerance." if not regressions else
                                    f"{len(regressions)} regression(s):")] + [f"- {r}" for r in regressions]
     (out_dir / "summary.json").write_text(json.dumps(list(results), indent=2))
+    write_index(results, out_dir, regressions)
     path = out_dir / "summary.md"
     path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_index(results: Sequence[dict[str, Any]], out_dir: Path, regressions: Sequence[str] = ()) -> Path:
+    """``index.html``: the summary table with a link to each notebook's HTML export, then regressions."""
+    rows = []
+    for res in results:
+        name = html.escape(res["notebook"])
+        link = f'<a href="{html.escape(res["html"])}">{name}</a>' if res.get("html") else name
+        metrics = "<br>".join(f"{html.escape(k)} = {html.escape(_format_value(v))}" for k, v in res["metrics"].items())
+        css = "ok" if res["status"] == "ok" else "bad"
+        status = html.escape(res["status"] + (f" ({res['error']})" if res["error"] else ""))
+        rows.append(f'<tr><td>{link}</td><td class="{css}">{status}</td><td>{res["wall_s"]}</td>'
+                    f'<td>{res.get("peak_mb", "-")}</td><td>{metrics or "-"}</td></tr>')
+    verdict = ("all recorded metrics within tolerance" if not regressions else
+               "<ul>" + "".join(f'<li class="bad">{html.escape(r)}</li>' for r in regressions) + "</ul>")
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>medxai run</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}} .ok{{color:#070}} .bad{{color:#b00}}</style></head>
+<body><h1>medxai run summary</h1>
+<table><tr><th>notebook</th><th>status</th><th>wall time (s)</th><th>peak memory (MB)</th><th>metrics</th></tr>
+{"".join(rows)}
+</table><h2>Baselines</h2><p>{verdict}</p></body></html>
+"""
+    path = out_dir / "index.html"
+    path.write_text(page, encoding="utf-8")
     return path
 
 
@@ -97,10 +180,19 @@ def _load_params(path: str | None) -> dict[str, Any]:
     if not path:
         return {}
     import yaml
+    if not Path(path).is_file():
+        raise SystemExit(f"--params: no such file {path!r}")
     data = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(data, dict):
         raise SystemExit(f"--params: {path} must hold a mapping of parameter names to values")
     return data
+
+
+def parameters_for(notebook: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """The overrides for one notebook: every plain key, then the mapping under its stem (if any)."""
+    common = {k: v for k, v in params.items() if not isinstance(v, dict)}
+    specific = params.get(notebook.stem, {})
+    return {**common, **(specific if isinstance(specific, dict) else {})}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,11 +215,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not notebooks:
         parser.error(f"no notebooks matching NN_*.ipynb in {folder}")
     params = _load_params(args.params)
+    sections = {k for k, v in params.items() if isinstance(v, dict)}
+    if sections - {nb.stem for nb in sorted(folder.glob("[0-9][0-9]_*.ipynb"))}:
+        parser.error(f"--params: sections {sorted(sections - {nb.stem for nb in notebooks})} name no notebook in {folder}")
     results = []
     for nb in notebooks:
         print(f"[medxai] running {nb.name} ...", flush=True)
-        res = run_notebook(nb, out_dir, params)
-        print(f"[medxai] {nb.name}: {res['status']} in {res['wall_s']} s {res['error']}", flush=True)
+        res = run_notebook(nb, out_dir, parameters_for(nb, params))
+        print(f"[medxai] {nb.name}: {res['status']} in {res['wall_s']} s, peak {res['peak_mb']} MB {res['error']}",
+              flush=True)
         results.append(res)
     baselines = json.loads(Path(args.baselines).read_text()) if args.baselines and Path(args.baselines).exists() else {}
     regressions = compare_baselines(results, baselines) if not params else []  # overrides change the numbers

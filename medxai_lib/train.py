@@ -154,9 +154,12 @@ def fit(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None,
         model.load_state_dict(saved["state_dict"])
         return FitResult(model.eval(), json.loads(saved["history"]), from_cache=True, checkpoint=path)
     seed_everything(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False,
-                        collate_fn=_images_and_labels)
+    rank, world = distributed_rank_and_size()
+    loader, sampler = _train_loader(train_data, config, rank, world)
+    trained = model
+    if world > 1:   # torchrun: gradients averaged across processes, each process sees its shard of the data
+        from torch.nn.parallel import DistributedDataParallel
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total_steps = max(1, config.epochs * len(loader))
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps)
@@ -165,11 +168,13 @@ def fit(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None,
         num_outputs = model(train_data[0]["image"][None].to(device)).shape[1]
     loss_fn = _loss_fn(num_outputs, config, device)
     history: list[dict[str, float]] = []
-    for epoch in progress(range(config.epochs), enabled=show_progress, desc="epochs"):
+    for epoch in progress(range(config.epochs), enabled=show_progress if rank == 0 else False, desc="epochs"):
         model.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         total, seen = 0.0, 0
         for batch in loader:
-            loss, _, labels = _batch_loss(model, batch, loss_fn, device)
+            loss, _, labels = _batch_loss(trained, batch, loss_fn, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -182,7 +187,29 @@ def fit(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None,
             row.update(_validate(model, val_data, loss_fn, device, config.batch_size * 2))
         history.append(row)
     model.eval()
-    if path is not None:
+    if path is not None and rank == 0:     # one writer; BatchNorm running statistics are rank 0's
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         atomic_write(path, lambda tmp: torch.save({"state_dict": state, "history": json.dumps(history)}, tmp))
+    if world > 1:
+        torch.distributed.barrier()
     return FitResult(model, history, from_cache=False, checkpoint=path)
+
+
+def distributed_rank_and_size() -> tuple[int, int]:
+    """``(rank, world size)`` of an initialised ``torch.distributed`` process group, else ``(0, 1)``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _train_loader(train_data: Dataset, config: TrainConfig, rank: int, world: int
+                  ) -> tuple[DataLoader, torch.utils.data.DistributedSampler | None]:
+    """Shuffled batches; under DDP a ``DistributedSampler`` gives each rank its own shard (reshuffled per epoch)."""
+    if world > 1:
+        from torch.utils.data import DistributedSampler
+        sampler = DistributedSampler(train_data, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
+        return DataLoader(train_data, batch_size=config.batch_size, sampler=sampler,
+                          collate_fn=_images_and_labels), sampler
+    generator = torch.Generator().manual_seed(config.seed)
+    return DataLoader(train_data, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False,
+                      collate_fn=_images_and_labels), None

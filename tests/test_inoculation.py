@@ -89,3 +89,22 @@ def test_explorer_draws_one_static_figure_without_a_frontend(monkeypatch):
     assert seen == [(0.3, 2)] and figure is not None
     monkeypatch.setenv("MEDXAI_STATIC_WIDGETS", "0")
     assert not widgets_enabled()                # plain Python, no kernel: still static
+
+
+def test_attribution_explorer_static_figure_and_errors(monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    from helpers import phantom_images, textured_densenet
+    from medxai_lib.viz.explorer import attribution_explorer, draw_attribution
+    monkeypatch.setenv("MEDXAI_STATIC_WIDGETS", "1")
+    model, images = textured_densenet(num_classes=2), phantom_images(2, size=48)
+    figure = attribution_explorer(model, images, ["grad_cam", "saliency"], ["features.denseblock2", "features"], 2)
+    assert figure.axes[1].get_title() == "grad_cam @ features, class 0"
+    a = draw_attribution(model, images, 1, "grad_cam", "features", 1).medxai_heatmap
+    b = draw_attribution(model, images, 1, "grad_cam", "features", 0).medxai_heatmap
+    assert a.shape == (48, 48) and not torch.allclose(a, b)
+    assert draw_attribution(model, images, 0, "saliency", "ignored", 0).axes[1].get_title() == "saliency, class 0"
+    with pytest.raises(ValueError, match="image"):
+        draw_attribution(model, images, 5)
+    with pytest.raises(ValueError, match="methods"):
+        attribution_explorer(model, images, ["magic"], ["features"])

@@ -16,15 +16,20 @@ def _notebook(path, body):
     nbformat.write(nb, path)
 
 
-def test_runner_collects_recorded_metrics_and_fails_loudly(tmp_path):
-    books = tmp_path / "notebooks"
+def _run_books(tmp_path, bodies, params_yaml):
+    """Write one notebook per ``bodies`` entry and run them with ``params_yaml``; returns (exit code, books, out)."""
+    books, out = tmp_path / "notebooks", tmp_path / "runs"
     books.mkdir()
-    _notebook(books / "01_good.ipynb", "from medxai_lib.runtime import record\nrecord('answer', 21 * scale)")
-    _notebook(books / "02_bad.ipynb", "raise RuntimeError('boom')")
+    for name, body in bodies.items():
+        _notebook(books / name, body)
     params = tmp_path / "p.yaml"
-    params.write_text("scale: 2\n")
-    out = tmp_path / "runs"
-    code = main(["--notebooks", str(books), "--out", str(out), "--params", str(params)])
+    params.write_text(params_yaml)
+    return main(["--notebooks", str(books), "--out", str(out), "--params", str(params)]), books, out
+
+
+def test_runner_collects_recorded_metrics_and_fails_loudly(tmp_path):
+    code, books, out = _run_books(tmp_path, {"01_good.ipynb": "from medxai_lib.runtime import record\nrecord('answer', 21 * scale)",
+                                             "02_bad.ipynb": "raise RuntimeError('boom')"}, "scale: 2\n")
     assert code == 1
     summary = (out / "summary.md").read_text()
     assert "| 01_good.ipynb | ok |" in summary and "answer=42" in summary
@@ -69,3 +74,21 @@ def test_the_repository_baselines_are_well_formed():
     for metrics in data.values():
         for spec in metrics.values():
             assert spec["direction"] in ("higher", "lower", "both") and spec["tolerance"] >= 0
+
+
+def test_runner_exports_html_index_memory_and_per_notebook_params(tmp_path):
+    body = "from medxai_lib.runtime import record\nrecord('scaled', scale)"
+    code, books, out = _run_books(tmp_path, {"01_a.ipynb": body, "02_b.ipynb": body}, "scale: 2\n02_b:\n  scale: 5\n")
+    assert code == 0
+    data = {r["notebook"]: r for r in json.loads((out / "summary.json").read_text())}
+    assert data["01_a.ipynb"]["metrics"] == {"scaled": 2} and data["02_b.ipynb"]["metrics"] == {"scaled": 5}
+    assert all(r["peak_mb"] > 10 for r in data.values())           # a python kernel holds tens of MB
+    index = (out / "index.html").read_text()
+    assert '<a href="01_a.ipynb.html"' not in index and '<a href="01_a.html">01_a.ipynb</a>' in index
+    assert "scaled = 5" in index and "<pre>5</pre>" in (out / "02_b.html").read_text()   # the executed output
+    assert "peak memory (MB)" in (out / "summary.md").read_text()
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("03_missing:\n  scale: 1\n")
+    result = subprocess.run([sys.executable, "-m", "medxai_lib.runner", "--notebooks", str(books), "--out", str(out),
+                             "--params", str(typo)], capture_output=True, text=True)
+    assert result.returncode == 2 and "03_missing" in result.stderr

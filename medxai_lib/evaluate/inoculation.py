@@ -107,3 +107,19 @@ def change_centroid(with_lesions: torch.Tensor, without: torch.Tensor) -> np.nda
     ys, xs = np.mgrid[:change.shape[1], :change.shape[2]]
     total = change.sum((1, 2)).clip(min=1e-12)
     return np.stack([(change * xs).sum((1, 2)) / total, (change * ys).sum((1, 2)) / total], 1)
+
+
+def most_potent(generator: torch.nn.Module, detector: DRDetector, bank: DescriptorBank, vessels: torch.Tensor,
+                fov: torch.Tensor, corner: tuple[int, int], seed: int = 0) -> tuple[int, np.ndarray]:
+    """Inoculate each descriptor of ``bank`` alone at ``corner`` on every vessel map ``(B, 1, S, S)`` and
+    return ``(index of the descriptor that raises the mean predicted grade most, mean grade per descriptor)``.
+    Use vessel maps that the experiments do not reuse."""
+    from medxai_lib.train_pathogan import synthesize
+    if len(bank) == 0:
+        raise ValueError("bank: empty; nothing to choose from")
+    grades = []
+    for d in bank:
+        placed = DescriptorBank([d.moved_to(*corner)])
+        grades.append(predicted_scores(detector, synthesize(generator, vessels, fov, placed, seed=seed)).mean())
+    grades = np.asarray(grades)
+    return int(grades.argmax()), grades

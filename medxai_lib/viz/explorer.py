@@ -44,3 +44,56 @@ def explore(draw: Callable[..., plt.Figure | None], **controls: Any) -> Any:
     widget = ipywidgets.interactive(redraw, **controls)
     display(widget)
     return widget
+
+
+def draw_attribution(model: Any, images: Any, image: int = 0, method: str = "grad_cam", layer: str | None = None,
+                     target: int = 0, threshold: float = 0.0, normalized_images: bool = True) -> plt.Figure:
+    """One image and one method's heatmap (min-max scaled, values below ``threshold`` hidden) for class
+    ``target``: the figure behind :func:`attribution_explorer`. ``images`` is ``(B, C, H, W)``."""
+    import numpy as np
+    import torch
+
+    from medxai_lib.explain.registry import METHODS, as_heatmap, attribute
+    from medxai_lib.viz.overlays import to_display
+    if not 0 <= image < len(images):
+        raise ValueError(f"image: expected an index in [0, {len(images)}), got {image!r}")
+    x = images[image:image + 1]
+    raw = attribute(model, x, method, layer=layer if METHODS[method].needs_layer else None, classes=[target])
+    heat = as_heatmap(raw, x.shape[-2:])[0, 0].detach().float().cpu()
+    heat = (heat - heat.min()) / (heat.max() - heat.min()).clamp(min=1e-12)
+    shown = np.ma.masked_less(heat.numpy(), threshold) if threshold > 0 else heat.numpy()
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+    picture = to_display(x[0], normalized_images)
+    for ax in axes:
+        ax.imshow(picture, cmap="gray")
+        ax.set_xticks([]), ax.set_yticks([])
+    axes[1].imshow(shown, cmap="magma", alpha=0.6, vmin=0, vmax=1)
+    axes[0].set_title(f"image {image}", fontsize=9)
+    axes[1].set_title(f"{method}" + (f" @ {layer}" if METHODS[method].needs_layer else "") + f", class {target}",
+                      fontsize=9)
+    fig.tight_layout()
+    with torch.no_grad():
+        fig.medxai_heatmap = heat          # the map drawn, for tests
+    return fig
+
+
+def attribution_explorer(model: Any, images: Any, methods: list[str], layers: list[str], n_classes: int = 1,
+                         normalized_images: bool = True) -> Any:
+    """Controls for image / method / layer / class / threshold over :func:`draw_attribution`.
+    Static figure (first image, first method and layer, class 0, no threshold) without a frontend."""
+    import ipywidgets as widgets
+    from medxai_lib.explain.registry import METHODS
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"methods: unknown {unknown}; valid: {sorted(METHODS)}")
+    if not layers:
+        raise ValueError("layers: give at least one layer name")
+
+    def draw(image: int, method: str, layer: str, target: int, threshold: float) -> plt.Figure:
+        return draw_attribution(model, images, image, method, layer, target, threshold, normalized_images)
+
+    return explore(draw, image=widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="image"),
+                   method=widgets.Dropdown(options=methods, value=methods[0], description="method"),
+                   layer=widgets.Dropdown(options=layers, value=layers[-1], description="layer"),
+                   target=widgets.IntSlider(value=0, min=0, max=max(n_classes - 1, 0), description="class"),
+                   threshold=widgets.FloatSlider(value=0.0, min=0.0, max=0.9, step=0.1, description="threshold"))
