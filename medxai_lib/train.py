@@ -117,8 +117,9 @@ def _validate(model: nn.Module, data: Dataset, loss_fn: nn.Module, device: torch
     return {"val_loss": loss, "val_accuracy": float((logits.argmax(1) == labels).float().mean())}
 
 
-def _initial_weights_digest(model: nn.Module) -> str:
-    """Hash of the initial weights, so two inits of one architecture never share a checkpoint."""
+def weights_digest(model: nn.Module) -> str:
+    """Short hash of every tensor in the state dict (the initial weights are part of each cache key, so two
+    inits of one architecture never share a checkpoint)."""
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
@@ -130,7 +131,7 @@ def _checkpoint_path(model: nn.Module, config: TrainConfig, cache_key: dict[str,
     train = asdict(config)
     if train["objective"] == "auto":      # keys of models trained before the field existed stay valid
         del train["objective"]
-    key = {"model": type(model).__name__, "architecture": repr(model), "init": _initial_weights_digest(model),
+    key = {"model": type(model).__name__, "architecture": repr(model), "init": weights_digest(model),
            "parameters": sum(p.numel() for p in model.parameters()), "train": train, "data": cache_key}
     return cache_dir() / "checkpoints" / f"{type(model).__name__.lower()}-{config_hash(key)}.pt"
 

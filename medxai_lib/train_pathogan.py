@@ -23,6 +23,7 @@ from medxai_lib.explain.descriptors import STYLE_LAYERS, Descriptor, DescriptorB
 from medxai_lib.models.detector import DRDetector, detector_input
 from medxai_lib.models.pathogan import RandomFeatureNet, UNetGenerator, VesselDiscriminator
 from medxai_lib.runtime import atomic_write, cache_dir, config_hash, progress, resolve_device, seed_everything
+from medxai_lib.train import weights_digest
 
 
 LOSS_VERSION = 4  # part of the generator's cache key: bump when a loss changes
@@ -209,13 +210,6 @@ def bank_digest(bank: DescriptorBank) -> str:
     return digest.hexdigest()[:16]
 
 
-def _weights_digest(model: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def _stack(healthy: Dataset, indices: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
     items = [healthy[int(i)] for i in indices]
     return {key: torch.stack([item[key] for item in items]).to(device) for key in ("image", "vessels", "fov")}
@@ -247,8 +241,8 @@ def fit_pathogan(detector: DRDetector, healthy: Dataset, bank: DescriptorBank, c
         buffer.copy_(torch.from_numpy(1.0 / feature_scale(bank, name)))
     path = None
     if data_key is not None:
-        key = {"config": asdict(config), "version": LOSS_VERSION, "detector": _weights_digest(detector), "bank": bank_digest(bank),
-               "data": data_key, "init": _weights_digest(generator)}
+        key = {"config": asdict(config), "version": LOSS_VERSION, "detector": weights_digest(detector), "bank": bank_digest(bank),
+               "data": data_key, "init": weights_digest(generator)}
         path = cache_dir() / "checkpoints" / f"pathogan-{config_hash(key)}.pt"
         if path.exists():
             saved = torch.load(path, map_location=device, weights_only=True)

@@ -100,15 +100,6 @@ def anatomy_distance(images: torch.Tensor, reference: torch.Tensor, region: torc
     return {"l1": float(np.mean(l1)), "ssim": float(np.mean(ssim))}
 
 
-def change_centroid(with_lesions: torch.Tensor, without: torch.Tensor) -> np.ndarray:
-    """Centroid ``(B, 2)`` (x, y in pixels) of ``|with - without|`` summed over colours: where the
-    synthesis changed when the lesions were added."""
-    change = (with_lesions - without).abs().sum(1).cpu().numpy()
-    ys, xs = np.mgrid[:change.shape[1], :change.shape[2]]
-    total = change.sum((1, 2)).clip(min=1e-12)
-    return np.stack([(change * xs).sum((1, 2)) / total, (change * ys).sum((1, 2)) / total], 1)
-
-
 def most_potent(generator: torch.nn.Module, detector: DRDetector, bank: DescriptorBank, vessels: torch.Tensor,
                 fov: torch.Tensor, corner: tuple[int, int], seed: int = 0) -> tuple[int, np.ndarray]:
     """Inoculate each descriptor of ``bank`` alone at ``corner`` on every vessel map ``(B, 1, S, S)`` and
