@@ -6,6 +6,7 @@ is cleared, so students run the story themselves and write the exercises' code.
 from __future__ import annotations
 
 import argparse
+from copy import deepcopy
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -18,7 +19,7 @@ PROMPT = "# Exercise: write your solution here.\n"
 
 def student_copy(notebook: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
     """A copy with solution cells emptied and all outputs cleared; returns ``(copy, solutions removed)``."""
-    copy = nbformat.reads(nbformat.writes(notebook), as_version=4)
+    copy = deepcopy(notebook)
     removed = 0
     for cell in copy.cells:
         if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):

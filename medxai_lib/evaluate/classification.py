@@ -80,5 +80,6 @@ def grade_kappa(scores: np.ndarray, grades: np.ndarray) -> float:
         raise ValueError(f"scores, grades: expected two non-empty (N,) arrays, got {scores.shape} and {grades.shape}")
     if not np.isin(grades, np.arange(5)).all():
         raise ValueError(f"grades: expected integers 0..4, got values {np.unique(grades)[:10]}")
-    predicted = np.digitize(scores, (0.5, 1.5, 2.5, 3.5))
+    from medxai_lib.models.detector import grades_from_scores
+    predicted = grades_from_scores(scores)
     return float(cohen_kappa_score(grades.astype(int), predicted, weights="quadratic", labels=np.arange(5)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from medxai_lib.models.detector import DRDetector, SameConv4
+from medxai_lib.models.detector import DetectorTrace, DRDetector, SameConv4
 
 SIGNALS = ("activation", "grade")
 
@@ -42,7 +42,6 @@ class ActivationNetwork:
             raise TypeError(f"detector: expected a DRDetector, got {type(detector).__name__}")
         self.detector = detector
 
-    @torch.no_grad()
     def project(self, images: torch.Tensor, layer: str = "conv4b", signal: str = "grade") -> torch.Tensor:
         """Project ``layer`` back to pixels. ``(B, 3, S, S)`` signed.
 
@@ -50,6 +49,12 @@ class ActivationNetwork:
         ``signal="grade"``: each channel weighted by its positive average gradient of the predicted
         grade (a grade-specific projection: channels that lower the grade are dropped).
         """
+        return self.project_with_trace(images, layer, signal)[0]
+
+    @torch.no_grad()
+    def project_with_trace(self, images: torch.Tensor, layer: str = "conv4b", signal: str = "grade"
+                           ) -> tuple[torch.Tensor, DetectorTrace]:
+        """:meth:`project` plus the detector's forward trace (activations, switches) of the same pass."""
         names = self.detector.layer_names
         if layer not in names:
             raise ValueError(f"layer: expected one of {names}, got {layer!r}")
@@ -64,11 +69,11 @@ class ActivationNetwork:
                 if signal == "grade":
                     (grad,) = torch.autograd.grad(score.sum(), start)
                     start = start * grad.mean((2, 3), keepdim=True).clamp(min=0)
-            return self._backward(start.detach().clamp(min=0), layer, trace, images.shape)
+            return self._backward(start.detach().clamp(min=0), layer, trace, images.shape), trace
         finally:
             self.detector.train(was_training)
 
-    def _backward(self, signal: torch.Tensor, layer: str, trace: object, image_shape: torch.Size) -> torch.Tensor:
+    def _backward(self, signal: torch.Tensor, layer: str, trace: DetectorTrace, image_shape: torch.Size) -> torch.Tensor:
         names = self.detector.layer_names
         for name in reversed(names[:names.index(layer) + 1]):
             if name.startswith("pool"):
@@ -82,5 +87,10 @@ class ActivationNetwork:
 
     def lesion_map(self, images: torch.Tensor, layer: str = "conv4b", signal: str = "grade") -> torch.Tensor:
         """``|projection|`` summed over colour channels and scaled to max 1 per image: ``(B, S, S)`` in [0, 1]."""
-        magnitude = self.project(images, layer, signal).abs().sum(1)
-        return magnitude / magnitude.flatten(1).amax(1).clamp(min=1e-12).view(-1, 1, 1)
+        return as_lesion_map(self.project(images, layer, signal))
+
+
+def as_lesion_map(projection: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, S, S)`` projection -> ``|.|`` summed over colours, scaled to max 1 per image, ``(B, S, S)``."""
+    magnitude = projection.abs().sum(1)
+    return magnitude / magnitude.flatten(1).amax(1).clamp(min=1e-12).view(-1, 1, 1)

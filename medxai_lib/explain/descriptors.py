@@ -20,7 +20,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 from skimage.measure import label
 
-from medxai_lib.explain.activation_network import ActivationNetwork
+from medxai_lib.explain.activation_network import ActivationNetwork, as_lesion_map
 from medxai_lib.models.detector import DRDetector, detector_input
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in input pixels (x1, y1 exclusive)
@@ -143,12 +143,11 @@ def extract_descriptors(detector: DRDetector, image: torch.Tensor, threshold: fl
     if unknown:
         raise ValueError(f"style_layers: unknown layers {unknown}; expected names from {detector.layer_names}")
     size = image.shape[-1]
-    activation = ActivationNetwork(detector).lesion_map(image[None], layer)[0]
+    projection, trace = ActivationNetwork(detector).project_with_trace(image[None], layer)   # one forward pass
+    activation = as_lesion_map(projection)[0]
     if fov is not None:
         activation = activation * fov.reshape(size, size).to(activation)
     activation = activation.cpu()
-    with torch.no_grad():
-        _, trace = detector.eval().trace(image[None])
     masks = None if lesion_masks is None else lesion_masks.bool().cpu().numpy()
     out = []
     for box, region in lesion_boxes(threshold_map(activation.numpy(), threshold, sigma, dilate), min_area):
@@ -156,7 +155,7 @@ def extract_descriptors(detector: DRDetector, image: torch.Tensor, threshold: fl
         weight = activation[y0:y1, x0:x1] * torch.from_numpy(region)
         features, grams = {}, {}
         for name in style_layers:
-            acts = trace.activations[name][0].cpu()
+            acts = trace.activations[name][0].detach().cpu()
             lx0, ly0, lx1, ly1 = layer_box(box, size, acts.shape)
             patch = acts[:, ly0:ly1, lx0:lx1] * resize_patch(weight, ly1 - ly0, lx1 - lx0)
             features[name], grams[name] = patch.numpy(), gram(patch).numpy()

@@ -107,10 +107,13 @@ class ImageListDataset(Dataset):
     def has_masks(self) -> bool:
         return False
 
+    def load_image(self, index: int) -> torch.Tensor:
+        """The model-ready image of item ``index``: RGB, resized to ``size``, ImageNet-normalised."""
+        return normalize_image(to_tensor(read_image(self.paths[index], "RGB"), self.size))
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index: {index} out of range for a dataset of {len(self)} images")
         rec = self.records[index]
-        image = normalize_image(to_tensor(read_image(self.paths[index], "RGB"), self.size))
-        return {"image": image, "label": torch.tensor(rec["label"], dtype=torch.long),
+        return {"image": self.load_image(index), "label": torch.tensor(rec["label"], dtype=torch.long),
                 "meta": {k: v for k, v in rec.items() if k != "label"}}

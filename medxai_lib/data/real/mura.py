@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
 
+from medxai_lib.data.real.common import ImageListDataset
 from medxai_lib.data.transforms import radiograph_transform
 
 SPLITS = ("train", "valid")
@@ -47,7 +47,7 @@ def _resolve(mura_dir: Path, relative: str) -> Path:
     return mura_dir / (relative[len(prefix):] if relative.startswith(prefix) else relative)
 
 
-class MuraDataset(Dataset):
+class MuraDataset(ImageListDataset):
     """Real MURA-v1.1 radiographs with study-level labels.
 
     Args:
@@ -104,13 +104,6 @@ class MuraDataset(Dataset):
             labels[str(study_dir.resolve())] = int(row[1])
         return labels
 
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @property
-    def labels(self) -> np.ndarray:
-        return np.array([r["label"] for r in self.records], dtype=np.int64)
-
     @property
     def study_ids(self) -> list[str]:
         return [f"{r['body_part']}/{r['patient']}/{r['study']}" for r in self.records]
@@ -118,10 +111,6 @@ class MuraDataset(Dataset):
     @property
     def body_parts(self) -> list[str]:
         return [r["body_part"] for r in self.records]
-
-    @property
-    def has_masks(self) -> bool:
-        return False
 
     def load_grey(self, index: int) -> torch.Tensor:
         """The raw image as a ``(1, H, W)`` float tensor in [0, 1]."""
@@ -134,11 +123,6 @@ class MuraDataset(Dataset):
             raise ValueError(f"MURA: cannot read image {path}: {exc}") from exc
         return torch.from_numpy(grey)[None]
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index: {index} out of range for a dataset of {len(self)} images")
-        index = index % len(self)
-        rec = self.records[index]
-        image = radiograph_transform(self.load_grey(index), self.size, self.channels)
-        meta = {k: rec[k] for k in ("body_part", "patient", "study", "view")}
-        return {"image": image, "label": torch.tensor(rec["label"], dtype=torch.long), "meta": meta}
+    def load_image(self, index: int) -> torch.Tensor:
+        """The MURA baseline's preprocessing of item ``index`` (grey, padded square, resized, normalised)."""
+        return radiograph_transform(self.load_grey(index), self.size, self.channels)
