@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.recipe == "smoke":
             _smoke(args.epochs or 2, Path(args.out), device)
         else:
-            from medxai_lib.recipes import radiograph_classifier
+            from medxai_lib.train.recipes import radiograph_classifier
             trained = radiograph_classifier(image_size=args.image_size, arch=args.arch, data_root=args.data_root,
                                             epochs=args.epochs or 12, device=str(device))
             if rank == 0:

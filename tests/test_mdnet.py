@@ -5,7 +5,7 @@ import torch
 from medxai_lib.data import HistologyPhantom
 from medxai_lib.evaluate.reports import attribute_accuracy, relevant_images, retrieval_scores, symptom_query
 from medxai_lib.models.mdnet import MDNet, mdnet_loss, scale_grad
-from medxai_lib.train_mdnet import MDNetConfig, fit_mdnet, report_log_likelihood
+from medxai_lib.train.mdnet import MDNetConfig, fit_mdnet, report_log_likelihood
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from medxai_lib.explain.descriptors import (Descriptor, DescriptorBank, extract_
 from medxai_lib.models.detector import DRDetector, SameConv4, grades_from_scores
 from medxai_lib.models.pathogan import RandomFeatureNet, UNetGenerator, VesselDiscriminator
 from medxai_lib.train import TrainConfig
-from medxai_lib.train_pathogan import (PathoGANConfig, adversarial_loss, box_mask, descriptor_maps, detail_loss,
+from medxai_lib.train.pathogan import (PathoGANConfig, adversarial_loss, box_mask, descriptor_maps, detail_loss,
                                        feature_scale, fit_pathogan, pathological_loss, random_placements, synthesize,
                                        total_variation)
 
@@ -277,7 +277,7 @@ def test_losses_on_tiny_inputs(detector):
 
 
 def test_pathological_loss_is_zero_for_the_source_and_local_to_the_box(detector, fundus):
-    from medxai_lib.train_pathogan import detector_input
+    from medxai_lib.train.pathogan import detector_input
     raw = FundusPhantom(4, size=64, seed=5, grade_probs=(0, 0, 0.5, 0.5, 0), normalize=False)[0]["image"]
     found = extract_descriptors(detector, detector_input(raw[None])[0], threshold=0.3)
     bank = DescriptorBank(found[:1])

@@ -7,6 +7,10 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
+from medxai_lib.models.detector import grade_kappa
+
+__all__ = ["binary_metrics", "grade_kappa", "mura_report", "study_level"]
+
 
 def binary_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """AUROC, Cohen's kappa and accuracy of ``(N,)`` probabilities against ``(N,)`` 0/1 labels.
@@ -72,14 +76,3 @@ def mura_report(probs: np.ndarray, labels: np.ndarray, study_ids: Sequence[str],
     return overall, pd.DataFrame(rows).set_index("body part")
 
 
-def grade_kappa(scores: np.ndarray, grades: np.ndarray) -> float:
-    """Quadratic weighted kappa of regression ``scores`` ``(N,)`` (cut at 0.5/1.5/2.5/3.5, as in the
-    Kaggle DR challenge) against integer ``grades`` ``(N,)`` in 0..4."""
-    scores, grades = np.asarray(scores, dtype=float).reshape(-1), np.asarray(grades).reshape(-1)
-    if scores.shape != grades.shape or len(scores) == 0:
-        raise ValueError(f"scores, grades: expected two non-empty (N,) arrays, got {scores.shape} and {grades.shape}")
-    if not np.isin(grades, np.arange(5)).all():
-        raise ValueError(f"grades: expected integers 0..4, got values {np.unique(grades)[:10]}")
-    from medxai_lib.models.detector import grades_from_scores
-    predicted = grades_from_scores(scores)
-    return float(cohen_kappa_score(grades.astype(int), predicted, weights="quadratic", labels=np.arange(5)))

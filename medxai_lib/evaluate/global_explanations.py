@@ -41,7 +41,7 @@ def cue_permutation_importance(model: "torch.nn.Module", dataset: "torch.utils.d
     permutation importance for it (Breiman 2001). Returns one row per cue: the drop in accuracy against
     the labels and the mean absolute change of the predicted probability, averaged over ``n_repeats``."""
     import pandas as pd
-    from medxai_lib.train import predict_logits, probabilities
+    from medxai_lib.models.inference import predict_logits, probabilities
     if not hasattr(dataset, "permuted"):
         raise TypeError("dataset: needs permuted(field, seed) (a phantom); real images cannot be re-rendered")
     labels = np.asarray(dataset.labels)

@@ -12,9 +12,9 @@ from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
 from medxai_lib.explain.activation_network import ActivationNetwork
-from medxai_lib.explain.descriptors import Descriptor, DescriptorBank
+from medxai_lib.data.lesions import Descriptor, DescriptorBank, box_mask
 from medxai_lib.models.detector import DRDetector, detector_input
-from medxai_lib.train_pathogan import box_mask
+from medxai_lib.models.pathogan import synthesize
 
 
 def spread_positions(fov: torch.Tensor, width: int, height: int, count: int, seed: int = 0,
@@ -105,7 +105,6 @@ def most_potent(generator: torch.nn.Module, detector: DRDetector, bank: Descript
     """Inoculate each descriptor of ``bank`` alone at ``corner`` on every vessel map ``(B, 1, S, S)`` and
     return ``(index of the descriptor that raises the mean predicted grade most, mean grade per descriptor)``.
     Use vessel maps that the experiments do not reuse."""
-    from medxai_lib.train_pathogan import synthesize
     if len(bank) == 0:
         raise ValueError("bank: empty; nothing to choose from")
     grades = []

@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 from medxai_lib.evaluate.classification import binary_metrics
 from medxai_lib.evaluate.localisation import pointing_game
 from medxai_lib.explain.cam import cam, cam_contribution
-from medxai_lib.train import predict_logits, probabilities
+from medxai_lib.models.inference import predict_logits, probabilities
 
 
 def shortcut_report(model: nn.Module, test: Dataset, test_without_confounder: Dataset, tolerance: int = 0,

@@ -3,14 +3,20 @@
 * :class:`UNetGenerator`: vessel map + field of view + noise ``z`` (+ descriptor maps at the 1/2 and 1/4
   encoder scales) -> RGB fundus in [0, 1], black outside the field of view.
 * :class:`VesselDiscriminator`: a patch discriminator that sees the image together with its vessel map.
+* :func:`descriptor_maps` / :func:`synthesize`: place a descriptor bank on the generator's inputs and draw.
 * :class:`RandomFeatureNet`: a fixed random-weight conv net for the retinal-detail loss when no pretrained
   VGG is available (random features carry texture and colour statistics well enough for that).
 """
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from medxai_lib.data.lesions import STYLE_LAYERS, Descriptor, DescriptorBank, layer_box, resize_patch
 
 
 def _down(cin: int, cout: int, norm: bool = True) -> nn.Sequential:
@@ -117,3 +123,55 @@ class RandomFeatureNet(nn.Module):
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         f1 = F.relu(self.conv1(images))
         return [f1, F.relu(self.conv3(F.relu(self.conv2(f1))))]
+
+
+def descriptor_maps(banks: Sequence[DescriptorBank], size: int, channels: Sequence[int],
+                    layers: Sequence[str] = STYLE_LAYERS, scales: Sequence[int] = (2, 4),
+                    device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """The generator's lesion inputs: per layer a ``(B, C_l, S/scale, S/scale)`` canvas with each placed
+    descriptor's weighted feature patch pasted (resized) onto its box. One bank per image."""
+    canvases: list[torch.Tensor] = []
+    for name, scale, depth in zip(layers, scales, channels):
+        cells = size // scale
+        canvas = torch.zeros(len(banks), depth, cells, cells)
+        for b, bank in enumerate(banks):
+            for d in bank:
+                check_placed(d, size)
+                x0, y0, x1, y1 = layer_box(d.box, size, (cells, cells))
+                patch = resize_patch(torch.from_numpy(d.features[name]), y1 - y0, x1 - x0)
+                if len(patch) != depth:
+                    raise ValueError(f"bank: {name} features have {len(patch)} channels, the generator expects {depth}")
+                canvas[b, :, y0:y1, x0:x1] += patch
+        canvases.append(canvas.to(device))
+    return canvases
+
+
+def check_placed(d: Descriptor, size: int) -> None:
+    if d.image_size != size:
+        raise ValueError(f"bank: descriptors come from {d.image_size}-px images, the vessel maps are {size} px")
+    x0, y0, x1, y1 = d.box
+    if not (0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size):
+        raise ValueError(f"bank: box {d.box} lies outside the {size}x{size} image")
+
+
+@torch.no_grad()
+def synthesize(generator: UNetGenerator, vessels: torch.Tensor, fov: torch.Tensor,
+               banks: Sequence[DescriptorBank] | DescriptorBank, seed: int = 0) -> torch.Tensor:
+    """Fundi ``(B, 3, S, S)`` in [0, 1] from vessel maps and FOVs ``(B, 1, S, S)`` with the lesions of one
+    bank per image (a single bank is used for all). ``z`` is drawn from ``seed`` (same z for each image
+    index, so syntheses with different banks differ only by their lesions)."""
+    if vessels.ndim == 3:
+        vessels, fov = vessels[None], fov[None]
+    if isinstance(banks, DescriptorBank):
+        banks = [banks] * len(vessels)
+    if len(banks) != len(vessels):
+        raise ValueError(f"banks: expected one bank per vessel map ({len(vessels)}), got {len(banks)}")
+    device = next(generator.parameters()).device
+    generator.check_inputs(vessels, fov, torch.zeros(len(vessels), generator.z_dim), None)
+    z = torch.from_numpy(np.random.default_rng(seed).standard_normal((len(vessels), generator.z_dim)).astype(np.float32))
+    maps = descriptor_maps(banks, vessels.shape[-1], generator.descriptor_channels, device=device)
+    was_training = generator.training
+    generator.eval()
+    out = generator(vessels.to(device), fov.to(device), z.to(device), maps)
+    generator.train(was_training)
+    return out

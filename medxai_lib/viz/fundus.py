@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from matplotlib.patches import Rectangle
 
-from medxai_lib.explain.descriptors import LESION_KINDS, DescriptorBank
+from medxai_lib.data.lesions import LESION_KINDS, DescriptorBank
 from medxai_lib.viz.overlays import to_display
 
 KIND_COLOURS = dict(zip(LESION_KINDS + ("unknown", "none"),

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from medxai_lib.data import radiograph_splits, resolve_data_root
 from medxai_lib.models import build_model
 from medxai_lib.runtime import resolve_device, seed_everything
-from medxai_lib.train import FitResult, TrainConfig, fit
+from medxai_lib.train.fit import FitResult, TrainConfig, fit
 
 
 @dataclass

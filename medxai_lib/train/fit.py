@@ -13,7 +13,8 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from medxai_lib.evaluate.classification import grade_kappa
+from medxai_lib.models.detector import grade_kappa
+from medxai_lib.models.inference import images_and_labels, predict_logits, probabilities
 from medxai_lib.runtime import atomic_write, cache_dir, config_hash, progress, resolve_device, seed_everything
 
 
@@ -69,33 +70,6 @@ def _batch_loss(model: nn.Module, batch: dict[str, Any], loss_fn: nn.Module, dev
     if logits.shape[1] == 1:
         return loss_fn(logits[:, 0], labels.float()), logits, labels  # BCE or MSE: float targets
     return loss_fn(logits, labels), logits, labels
-
-
-def _images_and_labels(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Collate only what training reads (per-item metadata such as lesion box lists vary in length)."""
-    batch = {"image": torch.stack([item["image"] for item in items])}
-    if "label" in items[0]:
-        batch["label"] = torch.stack([torch.as_tensor(item["label"]) for item in items])
-    return batch
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, data: Dataset, batch_size: int = 64, device: str | torch.device = "auto"
-                   ) -> torch.Tensor:
-    """Logits ``(N, K)`` of ``model`` on every item of ``data`` (dicts with ``image``), in order."""
-    device = resolve_device(device)
-    was_training = model.training
-    model.eval().to(device)
-    out = [model(batch["image"].to(device)).cpu() for batch in DataLoader(data, batch_size=batch_size, collate_fn=_images_and_labels)]
-    model.train(was_training)
-    return torch.cat(out)
-
-
-def probabilities(logits: torch.Tensor) -> np.ndarray:
-    """Sigmoid of a one-output model ``(N, 1)`` -> ``(N,)``; softmax otherwise -> ``(N, K)``."""
-    if logits.shape[1] == 1:
-        return torch.sigmoid(logits[:, 0]).numpy()
-    return torch.softmax(logits, 1).numpy()
 
 
 def _validate(model: nn.Module, data: Dataset, loss_fn: nn.Module, device: torch.device, batch_size: int
@@ -210,7 +184,7 @@ def _train_loader(train_data: Dataset, config: TrainConfig, rank: int, world: in
         from torch.utils.data import DistributedSampler
         sampler = DistributedSampler(train_data, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
         return DataLoader(train_data, batch_size=config.batch_size, sampler=sampler,
-                          collate_fn=_images_and_labels), sampler
+                          collate_fn=images_and_labels), sampler
     generator = torch.Generator().manual_seed(config.seed)
     return DataLoader(train_data, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False,
-                      collate_fn=_images_and_labels), None
+                      collate_fn=images_and_labels), None

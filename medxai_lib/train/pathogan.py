@@ -19,43 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from medxai_lib.explain.descriptors import STYLE_LAYERS, Descriptor, DescriptorBank, gram, layer_box, resize_patch
+from medxai_lib.data.lesions import STYLE_LAYERS, DescriptorBank, box_mask, gram, layer_box, resize_patch
 from medxai_lib.models.detector import DRDetector, detector_input
-from medxai_lib.models.pathogan import RandomFeatureNet, UNetGenerator, VesselDiscriminator
+from medxai_lib.models.pathogan import (RandomFeatureNet, UNetGenerator, VesselDiscriminator, check_placed,
+                                       descriptor_maps, synthesize)
 from medxai_lib.runtime import atomic_write, cache_dir, config_hash, progress, resolve_device, seed_everything
-from medxai_lib.train import weights_digest
+from medxai_lib.train.fit import weights_digest
 
 
 LOSS_VERSION = 4  # part of the generator's cache key: bump when a loss changes
-
-
-def descriptor_maps(banks: Sequence[DescriptorBank], size: int, channels: Sequence[int],
-                    layers: Sequence[str] = STYLE_LAYERS, scales: Sequence[int] = (2, 4),
-                    device: torch.device | str = "cpu") -> list[torch.Tensor]:
-    """The generator's lesion inputs: per layer a ``(B, C_l, S/scale, S/scale)`` canvas with each placed
-    descriptor's weighted feature patch pasted (resized) onto its box. One bank per image."""
-    canvases: list[torch.Tensor] = []
-    for name, scale, depth in zip(layers, scales, channels):
-        cells = size // scale
-        canvas = torch.zeros(len(banks), depth, cells, cells)
-        for b, bank in enumerate(banks):
-            for d in bank:
-                _check_placed(d, size)
-                x0, y0, x1, y1 = layer_box(d.box, size, (cells, cells))
-                patch = resize_patch(torch.from_numpy(d.features[name]), y1 - y0, x1 - x0)
-                if len(patch) != depth:
-                    raise ValueError(f"bank: {name} features have {len(patch)} channels, the generator expects {depth}")
-                canvas[b, :, y0:y1, x0:x1] += patch
-        canvases.append(canvas.to(device))
-    return canvases
-
-
-def _check_placed(d: Descriptor, size: int) -> None:
-    if d.image_size != size:
-        raise ValueError(f"bank: descriptors come from {d.image_size}-px images, the vessel maps are {size} px")
-    x0, y0, x1, y1 = d.box
-    if not (0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size):
-        raise ValueError(f"bank: box {d.box} lies outside the {size}x{size} image")
 
 
 def adversarial_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
@@ -117,7 +89,7 @@ def pathological_loss(detector: DRDetector, synthetic: torch.Tensor, banks: Sequ
                 terms.append((gram(acts) - target_gram).pow(2).mean() + (acts.mean((1, 2)) - target_mean).pow(2).mean())
                 continue
             for target_gram, target_mean, d in targets if mode == "local" else ():
-                _check_placed(d, size)
+                check_placed(d, size)
                 x0, y0, x1, y1 = layer_box(d.box, size, acts.shape)
                 weight = resize_patch(torch.from_numpy(d.activation * d.mask).to(acts), y1 - y0, x1 - x0)
                 weighted = acts[:, y0:y1, x0:x1] * weight
@@ -131,16 +103,6 @@ def feature_scale(bank: DescriptorBank, name: str) -> np.ndarray:
     descriptors of the per-channel maximum ``|feature|``, ``(C,)``, floored at 1e-3 of the largest."""
     peaks = np.stack([np.abs(d.features[name]).reshape(len(d.features[name]), -1).max(1) for d in bank]).mean(0)
     return np.maximum(peaks, 1e-3 * peaks.max() + 1e-12).astype(np.float32)
-
-
-def box_mask(banks: Sequence[DescriptorBank], size: int, margin: int = 1) -> torch.Tensor:
-    """``(B, 1, S, S)``: 1 inside any placed box (grown by ``margin`` pixels), else 0."""
-    out = torch.zeros(len(banks), 1, size, size)
-    for b, bank in enumerate(banks):
-        for d in bank:
-            x0, y0, x1, y1 = d.box
-            out[b, 0, max(0, y0 - margin):y1 + margin, max(0, x0 - margin):x1 + margin] = 1
-    return out
 
 
 def random_placements(bank: DescriptorBank, fov: torch.Tensor, count: int, rng: np.random.Generator,
@@ -300,26 +262,3 @@ def _train(generator: UNetGenerator, detector: DRDetector, healthy: Dataset, ban
         opt_g.step()
         history.append({"step": step + 1, **{k: float(v.detach()) for k, v in parts.items()}})
     return history
-
-
-@torch.no_grad()
-def synthesize(generator: UNetGenerator, vessels: torch.Tensor, fov: torch.Tensor,
-               banks: Sequence[DescriptorBank] | DescriptorBank, seed: int = 0) -> torch.Tensor:
-    """Fundi ``(B, 3, S, S)`` in [0, 1] from vessel maps and FOVs ``(B, 1, S, S)`` with the lesions of one
-    bank per image (a single bank is used for all). ``z`` is drawn from ``seed`` (same z for each image
-    index, so syntheses with different banks differ only by their lesions)."""
-    if vessels.ndim == 3:
-        vessels, fov = vessels[None], fov[None]
-    if isinstance(banks, DescriptorBank):
-        banks = [banks] * len(vessels)
-    if len(banks) != len(vessels):
-        raise ValueError(f"banks: expected one bank per vessel map ({len(vessels)}), got {len(banks)}")
-    device = next(generator.parameters()).device
-    generator.check_inputs(vessels, fov, torch.zeros(len(vessels), generator.z_dim), None)
-    z = torch.from_numpy(np.random.default_rng(seed).standard_normal((len(vessels), generator.z_dim)).astype(np.float32))
-    maps = descriptor_maps(banks, vessels.shape[-1], generator.descriptor_channels, device=device)
-    was_training = generator.training
-    generator.eval()
-    out = generator(vessels.to(device), fov.to(device), z.to(device), maps)
-    generator.train(was_training)
-    return out
