@@ -1,8 +1,11 @@
-"""docs/teaching.md lists every checked claim the notebooks print (so the lecturer's page stays in sync)."""
+"""docs/teaching.md lists every checked claim the notebooks print (so the lecturer's page stays in sync):
+for CLAIM / IDENTITY / SKIPPED lines their sentence, for unconverted notebooks the legacy line."""
 import re
 from pathlib import Path
 
 import nbformat
+
+from medxai_lib.evaluate.claims import parse_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,8 +20,13 @@ def test_teaching_page_lists_every_checked_claim():
                 continue
             for output in cell.get("outputs", []):
                 for line in output.get("text", "").splitlines():
-                    if line.rstrip().endswith(("True", "False")):
+                    parsed = parse_line(line)
+                    if parsed is not None:
+                        claim = parsed["sentence"]
+                    elif line.rstrip().endswith(("True", "False")):      # notebooks not yet converted
                         claim = re.sub(r":?\s*(True|False)$", "", line.strip())
-                        if f"- {claim}" not in page:
-                            missing.append(f"{path.name}: {claim}")
+                    else:
+                        continue
+                    if claim not in page:
+                        missing.append(f"{path.name}: {claim}")
     assert not missing, "claims missing from docs/teaching.md:\n" + "\n".join(missing)
