@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.medxai-installed
 PARAMS ?=
+SEEDS ?= 0 1 2
+NOTEBOOKS ?=
 export MEDXAI_PROGRESS ?= 0
 
 .PHONY: help install test test-unit test-notebooks test-browser run lab benchmark claims student clean
@@ -13,7 +15,7 @@ help:
 	@echo "make run       execute every notebook with papermill into runs/latest/ (PARAMS=file.yaml to override)"
 	@echo "make lab       JupyterLab on notebooks/"
 	@echo "make benchmark print the benchmark ratios"
-	@echo "make claims    re-run every notebook with seeds 0, 1, 2 and check its claims still hold"
+	@echo "make claims    re-run every notebook for SEEDS (default 0 1 2; NOTEBOOKS=stems to narrow), write runs/claims/claims.md, fail naming each failing claim"
 	@echo "make test-browser  JupyterLab in headless Chromium: notebook 03's explorer reacts to a slider"
 	@echo "make student   student copies in notebooks-student/ (solution cells emptied, outputs cleared)"
 	@echo "make clean     remove runs/, caches and the virtual environment"
@@ -53,7 +55,7 @@ benchmark: install
 	$(PY) benchmarks/agreement.py
 
 claims: install
-	MEDXAI_STATIC_WIDGETS=1 $(PY) scripts/claims_across_seeds.py --seeds 0 1 2
+	MEDXAI_STATIC_WIDGETS=1 $(PY) scripts/claims_across_seeds.py --seeds $(SEEDS) $(NOTEBOOKS)
 
 student: install
 	$(PY) -m medxai_lib.student --src notebooks --out notebooks-student
