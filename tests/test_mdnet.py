@@ -1,11 +1,13 @@
-"""MDNet pieces: shapes, the decoupled-output identity, attention, decoding, the joint objective, bad input."""
+"""MDNet pieces: shapes, the AAS module and its gradients, per-block weights and the decoupled output (and
+what breaks it), attention, decoding, the joint objective, log-likelihood retrieval, bad input."""
+import numpy as np
 import pytest
 import torch
 
 from medxai_lib.data import HistologyPhantom
 from medxai_lib.evaluate.reports import attribute_accuracy, relevant_images, retrieval_scores, symptom_query
-from medxai_lib.models.mdnet import MDNet, mdnet_loss, scale_grad
-from medxai_lib.train.mdnet import MDNetConfig, fit_mdnet, report_log_likelihood
+from medxai_lib.models.mdnet import AASModule, MDNet, MDNetImage, mdnet_loss, scale_grad
+from medxai_lib.train.mdnet import MDNetConfig, fit_image_model, fit_mdnet, report_log_likelihood
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +27,69 @@ def test_shapes_and_attention_sums_to_one(setup):
     assert class_logits.shape == (4, 4) and word_logits.shape == (4, 39, len(vocab))
     assert attention.shape == (4, 39, 16) and cam.shape == (4, 4, 4)
     assert torch.allclose(attention.sum(-1), torch.ones(4, 39), atol=1e-5)
+    assert torch.allclose(model.diagnose(images), class_logits)
 
 
-def test_decoupled_output_identity(setup):
-    _, _, model, images, _ = setup
-    names, contributions = model.image.decoupled_output(images)
-    assert names[0] == "stem" and contributions.shape == (4, len(names), 4)
-    assert torch.allclose(contributions.sum(1) + model.image.classifier.bias, model.image(images), atol=1e-5)
-    assert torch.allclose(sum(p for _, p in model.image.parts(images)), model.image.features(images), atol=1e-5)
+def test_aas_module_shapes_and_its_weights_are_the_class_maps():
+    torch.manual_seed(0)
+    m = AASModule(feature_dim=6, num_classes=3, hidden=5)
+    feats = torch.randn(2, 6, 4, 4)
+    logits, alpha = m(feats)
+    assert logits.shape == (2, 3) and alpha.shape == (2, 16)
+    assert torch.allclose(alpha.sum(1), torch.ones(2)) and (alpha > 0).all()
+    pooled = (alpha[:, None] * feats.flatten(2)).sum(-1)                  # attention-weighted pooling by hand
+    assert torch.allclose(logits, pooled @ m.classifier.weight.T + m.classifier.bias, atol=1e-6)
+
+
+def test_class_map_uses_the_aas_weights_and_without_aas_the_image_classifier(setup):
+    _, vocab, model, images, _ = setup
+    feats = model.image.features(images)
+    classes = torch.tensor([0, 1, 2, 3])
+    expected = torch.einsum("bd,bdhw->bhw", model.aas.classifier.weight[classes], feats)
+    assert torch.allclose(model.class_map(feats, classes), expected)
+    plain = MDNet(len(vocab), aas=False)
+    assert plain.aas is None and plain.class_weights is plain.image.classifier.weight
+
+
+def test_gradient_flows_into_theta_m_and_theta_d_from_the_label(setup):
+    _, vocab, _, images, tokens = setup
+    torch.manual_seed(1)
+    model = MDNet(len(vocab)).train()
+    class_logits, word_logits, _, _ = model(images, tokens)
+    loss, parts = mdnet_loss(class_logits, torch.tensor([0, 1, 2, 3]), None, None, beta=0.5)
+    loss.backward()
+    assert set(parts) == {"image"}
+    for name, module in (("theta_M score", model.aas.score), ("theta_M classifier", model.aas.classifier),
+                         ("theta_D", model.image.blocks[0])):
+        grads = [p.grad for p in module.parameters()]
+        assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0, name
+    assert all(p.grad is None for p in model.language.parameters())          # L_M alone does not train L
+    assert all(p.grad is None for p in model.image.classifier.parameters())   # D's own head is not M's
+
+
+@pytest.mark.parametrize("connection", ["ensemble", "additive"])
+def test_per_block_weights_sum_to_the_full_logit(connection):
+    torch.manual_seed(0)
+    net = MDNetImage(4, connection=connection).eval()
+    x = torch.randn(3, 3, 32, 32)
+    contributions = net.block_contributions(x)
+    assert contributions.shape == (3, len(net.block_names), 4)
+    assert torch.allclose(contributions.sum(1) + net.classifier.bias, net(x), atol=1e-5)
+    maps = net.block_maps(x, torch.tensor([0, 2, 3]))
+    assert torch.allclose(maps.mean((2, 3)), contributions[torch.arange(3), :, torch.tensor([0, 2, 3])], atol=1e-5)
+    weights = net.block_weights()
+    if connection == "ensemble":        # disjoint column groups of one classifier, one per block
+        assert torch.equal(torch.cat(weights, 1), net.classifier.weight)
+        assert [w.shape[1] for w in weights] == net.groups
+    else:                               # one shared weight vector for every block
+        assert all(w is net.classifier.weight for w in weights)
+    broken = net.block_contributions(x, merge_relu=True).sum(1) + net.classifier.bias
+    assert (broken - net(x, merge_relu=True)).abs().max() > 1e-2           # a ReLU after each merge breaks it
+
+
+def test_bad_connection():
+    with pytest.raises(ValueError, match="connection"):
+        MDNetImage(connection="dense")
 
 
 def test_beam_one_is_greedy_and_beam_is_at_least_as_likely(setup):
@@ -41,7 +98,7 @@ def test_beam_one_is_greedy_and_beam_is_at_least_as_likely(setup):
     greedy, att = model.generate(images, bos, eos, max_len=12)
     beam1, _ = model.generate(images, bos, eos, max_len=12, beam=1)
     feats = model.image.features(images)
-    cam = model.class_map(feats, model.image(images).argmax(1))
+    cam = model.class_map(feats, model.classify(feats).argmax(1))
     by_beam = [model._beam(feats[i:i + 1], cam[i:i + 1], bos, eos, 12, 1)[0] for i in range(4)]
     assert greedy == beam1 == by_beam
     assert att[0].shape == (len(greedy[0]), 4, 4)
@@ -56,13 +113,27 @@ def test_joint_objective_scales_the_image_models_language_gradient():
     logits = torch.randn(2, 4)
     words = torch.randn(2, 3, 7)
     tokens = torch.tensor([[1, 4, 5, 2], [1, 6, 2, 0]])
-    attention = torch.softmax(torch.randn(2, 3, 16), -1)
-    cam = torch.randn(2, 4, 4)
-    total, parts = mdnet_loss(logits, torch.tensor([0, 3]), words, tokens, attention, cam, beta=0.3, aas_weight=0.5)
-    assert total.item() == pytest.approx(0.7 * parts["image"] + parts["language"] + 0.5 * parts["aas"], rel=1e-5)
-    sharp = torch.softmax(cam.flatten(1), 1)[:, None].expand(-1, 3, -1)
-    _, perfect = mdnet_loss(logits, torch.tensor([0, 3]), words, tokens, sharp, cam, beta=0.3, aas_weight=0.5)
-    assert perfect["aas"] == pytest.approx(0.0, abs=1e-6)
+    total, parts = mdnet_loss(logits, torch.tensor([0, 3]), words, tokens, beta=0.3)
+    assert total.item() == pytest.approx(0.7 * parts["image"] + parts["language"], rel=1e-5)
+    only, _ = mdnet_loss(logits, torch.tensor([0, 3]), None, None, beta=0.3)
+    assert only.item() == pytest.approx(parts["image"], rel=1e-6)
+
+
+def test_log_likelihood_of_a_sentence_after_a_prefix(setup):
+    _, vocab, model, images, _ = setup
+    report = "there is no cell crowding ."
+    full = report_log_likelihood(model, images, vocab, report)
+    with torch.no_grad():                         # by hand: teacher-forced log-probabilities, <eos> included
+        ids = torch.tensor(vocab.encode(report)).expand(4, -1)
+        logp = torch.log_softmax(model(images, ids)[1], -1).gather(2, ids[:, 1:, None])[..., 0].sum(1)
+    assert np.allclose(full, logp.numpy(), atol=1e-5)
+    prefixes = ["nuclei are uniform in size and shape ."] * 4
+    after = report_log_likelihood(model, images, vocab, "there is no cell crowding", prefixes=prefixes)
+    with torch.no_grad():
+        ids = torch.tensor(vocab.encode(prefixes[0] + " there is no cell crowding")[:-1]).expand(4, -1)
+        logp = torch.log_softmax(model(images, ids)[1], -1).gather(2, ids[:, 1:, None])[..., 0]
+    assert np.allclose(after, logp[:, -5:].sum(1).numpy(), atol=1e-5)           # only the 5 query words
+    assert (after < 0).all()
 
 
 def test_bad_input(setup):
@@ -77,24 +148,29 @@ def test_bad_input(setup):
         model(images[:, :1], tokens)
     with pytest.raises(ValueError, match="not in the vocabulary"):
         report_log_likelihood(model, images, vocab, "purple dragons")
+    with pytest.raises(ValueError, match="prefixes"):
+        report_log_likelihood(model, images, vocab, "polarity is preserved", prefixes=["."])
     with pytest.raises(ValueError, match="beta"):
         MDNet(10, beta=2.0)
     with pytest.raises(ValueError, match="no attribute"):
         symptom_query("a lovely day")
 
 
-def test_training_lowers_the_losses_and_caches():
+def test_training_lowers_the_losses_caches_and_shares_batches():
     ds = HistologyPhantom(16, size=32, seed=1)
     vocab = ds.vocabulary()
-    config = MDNetConfig(epochs=3, batch_size=8, reports_per_image=1, aas_weight=0.5)
+    config = MDNetConfig(epochs=3, batch_size=8)
     model, history, cached = fit_mdnet(ds, vocab, config, device="cpu", cache_key={"t": 1})
     assert not cached and history[-1]["language"] < history[0]["language"]
     again, history2, cached2 = fit_mdnet(ds, vocab, config, device="cpu", cache_key={"t": 1})
     assert cached2 and history2 == history
+    image_only, h3, _ = fit_mdnet(ds, vocab, MDNetConfig(epochs=3, batch_size=8, language=False), device="cpu")
+    assert set(h3[-1]) == {"epoch", "image"}
+    additive, h4, _ = fit_image_model(ds, "additive", MDNetConfig(epochs=2, batch_size=8), device="cpu")
+    assert additive.connection == "additive" and len(h4) == 2
 
 
 def test_report_evaluation_helpers():
-    import numpy as np
     reports = ["there is severe pleomorphism of the nuclei . cells are not crowded . conclusion normal .",
                "nuclei are uniform in size and shape . there is severe cell crowding ."]
     grades = np.array([[2, 0, 0, 0, 0], [0, 1, 0, 0, 0]])

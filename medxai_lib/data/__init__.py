@@ -67,17 +67,36 @@ def example_indices(dataset: Dataset, n: int = 4) -> list[int]:
     return list(dict.fromkeys(mixed))[:n]
 
 
-def first_studies(dataset: Dataset, max_images: int | None) -> Dataset:
-    """Keep whole studies, in order, until ``max_images`` images (None keeps everything)."""
+def first_studies(dataset: Dataset, max_images: int | None, seed: int = 0) -> Dataset:
+    """Whole studies, sampled stratified by (body part, label), until ``max_images`` images (None keeps all).
+
+    Studies are shuffled within each stratum (by ``seed``) and taken one at a time from the stratum that has
+    the smallest share of its images taken so far, so a capped run sees every body part and both labels in
+    proportion to their image counts (MURA's CSVs are ordered by body part: the first studies would all be
+    one body part). The last study taken may overshoot ``max_images``; images keep the dataset's order.
+    """
     if max_images is None or max_images >= len(dataset):
         return dataset
-    ids = dataset.study_ids
+    if not isinstance(max_images, int) or isinstance(max_images, bool) or max_images < 1:
+        raise ValueError(f"max_images: expected None or a positive int, got {max_images!r}")
+    studies: dict[str, list[int]] = {}
+    for i, sid in enumerate(dataset.study_ids):
+        studies.setdefault(sid, []).append(i)
+    labels, parts = np.asarray(dataset.labels), dataset.body_parts
+    strata: dict[tuple[str, int], list[str]] = {}
+    for sid, members in studies.items():
+        strata.setdefault((parts[members[0]], int(labels[members[0]])), []).append(sid)
+    rng = np.random.default_rng(seed)
+    queues = {key: [sids[j] for j in rng.permutation(len(sids))] for key, sids in sorted(strata.items())}
+    totals = {key: sum(len(studies[s]) for s in sids) for key, sids in queues.items()}
+    taken = dict.fromkeys(queues, 0)
     keep: list[int] = []
-    for i, sid in enumerate(ids):
-        if len(keep) >= max_images and sid != ids[keep[-1]]:
-            break
-        keep.append(i)
-    return _LabelledSubset(dataset, keep)
+    while len(keep) < max_images:
+        key = min((k for k in queues if queues[k]), key=lambda k: (taken[k] / totals[k], -totals[k]))
+        members = studies[queues[key].pop(0)]
+        keep += members
+        taken[key] += len(members)
+    return _LabelledSubset(dataset, sorted(keep))
 
 
 def radiograph_splits(data_root: str | Path | None = None, size: int = 96, channels: int = 1, seed: int = 0,
@@ -91,8 +110,8 @@ def radiograph_splits(data_root: str | Path | None = None, size: int = 96, chann
         val = RadiographPhantom(n_val_studies, size=size, seed=seed + 1000, channels=channels,
                                 marker_correlation=marker_correlation)
         return train, val
-    return (first_studies(MuraDataset(root, "train", size=size, channels=channels), max_images),
-            first_studies(MuraDataset(root, "valid", size=size, channels=channels), max_images))
+    return (first_studies(MuraDataset(root, "train", size=size, channels=channels), max_images, seed),
+            first_studies(MuraDataset(root, "valid", size=size, channels=channels), max_images, seed))
 
 
 __all__ = ["ABNORMALITIES", "ATTRIBUTES", "BODY_PARTS", "CONCEPTS", "DATA_ENV", "DRIVE", "DR_GRADES", "FundusPhantom",

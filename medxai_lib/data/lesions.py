@@ -172,21 +172,90 @@ class DescriptorBank:
 
     @classmethod
     def load(cls, path: str | Path) -> "DescriptorBank":
-        """Read a bank written by :meth:`save` (``allow_pickle=False``)."""
+        """Read a bank written by :meth:`save` (``allow_pickle=False``).
+
+        The metadata is checked, not trusted: every error is a ``ValueError`` naming the file and the
+        descriptor (malformed JSON, a missing array, a box that is not four ints with
+        ``0 <= x0 < x1 <= image_size`` (same for y), image sizes that are not one positive int, an
+        unknown kind, a mask that is not a 2-D boolean array of the box's shape, an activation of
+        another shape, features that are not ``(C, h, w)`` or Gram matrices that are not ``(C, C)``)."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"path: no descriptor bank at {str(path)!r}")
-        with np.load(path, allow_pickle=False) as data:
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"path: {str(path)!r} is not a readable .npz descriptor bank ({exc})") from exc
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError(f"path: {str(path)!r} is not a descriptor bank (not an .npz archive)")
+        with data:
             if "meta" not in data.files:
                 raise ValueError(f"path: {str(path)!r} is not a descriptor bank (no 'meta' entry)")
-            meta = json.loads(str(data["meta"]))
-            if meta.get("format") != "medxai-descriptors-1":
-                raise ValueError(f"path: unknown descriptor-bank format {meta.get('format')!r}")
-            out = [Descriptor(tuple(m["box"]), int(m["image_size"]), data[f"{i}/mask"], data[f"{i}/activation"],
-                              {n: data[f"{i}/features/{n}"] for n in m["layers"]},
-                              {n: data[f"{i}/grams/{n}"] for n in m["layers"]}, m["kind"], m["source"])
-                   for i, m in enumerate(meta["descriptors"])]
+            try:
+                meta = json.loads(str(data["meta"]))
+            except (json.JSONDecodeError, ValueError) as exc:
+                raise ValueError(f"path: {str(path)!r} has malformed metadata JSON ({exc})") from exc
+            if not isinstance(meta, dict) or meta.get("format") != "medxai-descriptors-1":
+                found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+                raise ValueError(f"path: unknown descriptor-bank format {found!r} in {str(path)!r}")
+            entries = meta.get("descriptors")
+            if not isinstance(entries, list):
+                raise ValueError(f"path: {str(path)!r} metadata has no 'descriptors' list")
+            out = [_load_descriptor(data, i, m, f"path: {str(path)!r} descriptor {i}") for i, m in enumerate(entries)]
+        sizes = sorted({d.image_size for d in out})
+        if len(sizes) > 1:
+            raise ValueError(f"path: {str(path)!r} mixes image sizes {sizes}; a bank holds one image size")
         return cls(out)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _load_descriptor(data: "np.lib.npyio.NpzFile", i: int, m: object, where: str) -> Descriptor:
+    """One descriptor of a saved bank, every field checked (errors name ``where``)."""
+    if not isinstance(m, dict):
+        raise ValueError(f"{where}: metadata entry must be an object, got {type(m).__name__}")
+    missing = [k for k in ("box", "image_size", "kind", "source", "layers") if k not in m]
+    if missing:
+        raise ValueError(f"{where}: metadata misses {missing}")
+    size, box, kind, layers = m["image_size"], m["box"], m["kind"], m["layers"]
+    if not _is_int(size) or size < 1:
+        raise ValueError(f"{where}: image_size must be a positive int, got {size!r}")
+    if not isinstance(box, list) or len(box) != 4 or not all(_is_int(v) for v in box):
+        raise ValueError(f"{where}: box must be four ints [x0, y0, x1, y1], got {box!r}")
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if not (0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size):
+        raise ValueError(f"{where}: box {box} must satisfy 0 <= x0 < x1 <= {size} and 0 <= y0 < y1 <= {size}")
+    if kind not in LESION_KINDS + ("unknown", "none"):
+        raise ValueError(f"{where}: unknown kind {kind!r}; expected one of {LESION_KINDS + ('unknown', 'none')}")
+    if not isinstance(m["source"], str):
+        raise ValueError(f"{where}: source must be a string, got {m['source']!r}")
+    if not isinstance(layers, list) or not all(isinstance(n, str) for n in layers):
+        raise ValueError(f"{where}: layers must be a list of layer names, got {layers!r}")
+
+    def array(key: str) -> np.ndarray:
+        if key not in data.files:
+            raise ValueError(f"{where}: missing array {key!r}")
+        return data[key]
+
+    mask, activation = array(f"{i}/mask"), array(f"{i}/activation")
+    if mask.dtype != bool or mask.shape != (y1 - y0, x1 - x0):
+        raise ValueError(f"{where}: mask must be a boolean ({y1 - y0}, {x1 - x0}) array (the box's shape), "
+                         f"got {mask.dtype} {mask.shape}")
+    if activation.shape != mask.shape or activation.dtype.kind != "f" or not np.isfinite(activation).all():
+        raise ValueError(f"{where}: activation must be a finite float array of the mask's shape {mask.shape}, "
+                         f"got {activation.dtype} {activation.shape}")
+    features, grams = {}, {}
+    for name in layers:
+        feat, g = array(f"{i}/features/{name}"), array(f"{i}/grams/{name}")
+        if feat.ndim != 3 or feat.dtype.kind != "f":
+            raise ValueError(f"{where}: features of {name!r} must be a float (C, h, w) array, got {feat.dtype} {feat.shape}")
+        if g.shape != (feat.shape[0], feat.shape[0]) or g.dtype.kind != "f":
+            raise ValueError(f"{where}: Gram matrix of {name!r} must be ({feat.shape[0]}, {feat.shape[0]}), "
+                             f"got {g.dtype} {g.shape}")
+        features[name], grams[name] = feat, g
+    return Descriptor((x0, y0, x1, y1), int(size), mask, activation, features, grams, kind, m["source"])
 
 
 def box_mask(banks: Sequence["DescriptorBank"], size: int, margin: int = 1) -> torch.Tensor:

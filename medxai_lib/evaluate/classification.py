@@ -12,18 +12,37 @@ from medxai_lib.models.detector import grade_kappa
 __all__ = ["binary_metrics", "grade_kappa", "mura_report", "study_level"]
 
 
+def _binary_labels(labels: np.ndarray) -> np.ndarray:
+    """0/1 labels (ints, bools or floats equal to 0 or 1) as ints; anything else (0.7, 2, NaN) is refused,
+    never truncated."""
+    raw = np.asarray(labels)
+    if raw.dtype.kind not in "biuf":
+        raise TypeError(f"labels: expected numeric 0/1 labels, got dtype {raw.dtype}")
+    bad = ~np.isin(raw, (0, 1))
+    if bad.any():
+        raise ValueError(f"labels: expected 0/1, got values {np.unique(raw[bad])[:10]}")
+    return raw.astype(int)
+
+
+def _probabilities(probs: np.ndarray) -> np.ndarray:
+    probs = np.asarray(probs, dtype=float)
+    if not np.isfinite(probs).all():
+        raise ValueError(f"probs: contains NaN or infinite values ({int((~np.isfinite(probs)).sum())} of {probs.size})")
+    return probs
+
+
 def binary_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """AUROC, Cohen's kappa and accuracy of ``(N,)`` probabilities against ``(N,)`` 0/1 labels.
 
-    AUROC is NaN when only one class is present.
+    AUROC is NaN when only one class is present. Labels other than 0/1 (e.g. 0.7) and non-finite
+    probabilities are refused.
     """
-    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels).astype(int)
+    probs, labels = _probabilities(probs), np.asarray(labels)
     if probs.shape != labels.shape or probs.ndim != 1:
         raise ValueError(f"probs, labels: expected two (N,) arrays, got {probs.shape} and {labels.shape}")
     if len(probs) == 0:
         raise ValueError("probs: empty")
-    if not set(np.unique(labels)) <= {0, 1}:
-        raise ValueError(f"labels: expected 0/1, got values {np.unique(labels)[:10]}")
+    labels = _binary_labels(labels)
     predicted = (probs > threshold).astype(int)
     both = len(np.unique(labels)) == 2
     return {"auroc": float(roc_auc_score(labels, probs)) if both else float("nan"),
@@ -37,7 +56,7 @@ def study_level(probs: np.ndarray, labels: np.ndarray, study_ids: Sequence[str]
 
     Raises if the images of one study disagree on the label.
     """
-    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels).astype(int)
+    probs, labels = _probabilities(probs), _binary_labels(labels)
     if not len(probs) == len(labels) == len(study_ids):
         raise ValueError(f"probs, labels, study_ids: lengths differ ({len(probs)}, {len(labels)}, {len(study_ids)})")
     groups: OrderedDict[str, list[int]] = OrderedDict()

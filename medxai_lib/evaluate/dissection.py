@@ -1,9 +1,19 @@
-"""Network dissection (Bau et al. 2017) on concept masks, and the angular coverage of border units.
+"""Network dissection (Bau et al. 2017) on concept masks, with a null per concept, and the angular
+coverage of border units.
 
 For unit k of a layer, ``T_k`` is the top-``quantile`` activation over every position of every image
-(default: the top 0.5%). Its map, upsampled bilinearly to the mask size and thresholded at ``T_k``, is
-compared with each concept mask; IoU_kc = sum over images of the intersection / sum of the union. A
-unit *detects* concept c when IoU_kc > ``min_iou`` (Bau: 0.04).
+(Bau: the top 0.5%). Its map, upsampled bilinearly to the mask size and thresholded at ``T_k``, is
+compared with each concept mask; IoU_kc = sum over images of the intersection / sum of the union.
+
+As in Bau et al., each unit is labelled with its single best concept. It *detects* that concept only
+when its IoU beats ``min_iou`` (Bau: 0.04) and the concept's null: the ``null_quantile`` (95%)
+of the IoUs that no concept knowledge can explain, taken for each of two nulls (the larger counts):
+
+* **shuffled masks**: the same units against concept masks shuffled across images (each image gets
+  another image's masks), which keeps each concept's size and typical position, so a unit that fires
+  "where lesions usually are" scores as high here as on the true masks;
+* **random units**: the units of an untrained network of the same architecture (``null_activations``),
+  each thresholded at its own top quantile.
 """
 from __future__ import annotations
 
@@ -15,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from medxai_lib.explain.capture import check_images, eval_mode, forward_with_capture, resolve_layer
+
+_MAX_QUANTILE_VALUES = 16_000_000
 
 
 def layer_activations(model: nn.Module, images: torch.Tensor, layer: str, batch_size: int = 64) -> torch.Tensor:
@@ -29,60 +41,233 @@ def layer_activations(model: nn.Module, images: torch.Tensor, layer: str, batch_
     return torch.cat(outs)
 
 
+def unit_thresholds(activations: torch.Tensor, quantile: float) -> torch.Tensor:
+    """``T_k``: the ``1 - quantile`` quantile of unit k's activations over all images and positions.
+    ``activations (N, K, h, w)`` -> ``(K,)``."""
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile: expected a share in (0, 1), got {quantile!r}")
+    per_unit = activations.transpose(0, 1).flatten(1).float()            # (K, N*h*w)
+    if per_unit.shape[1] > _MAX_QUANTILE_VALUES:                         # torch.quantile's input limit
+        keep = torch.randperm(per_unit.shape[1], generator=torch.Generator().manual_seed(0))[:_MAX_QUANTILE_VALUES]
+        per_unit = per_unit[:, keep]
+    return torch.quantile(per_unit, 1 - quantile, dim=1)
+
+
+def firing_maps(activations: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Where each unit fires: activations upsampled (bilinear) to ``size`` and compared with ``T_k``.
+    ``(N, K, h, w)``, ``(K,)`` -> bool ``(N, K, *size)``."""
+    up = F.interpolate(activations.float(), size=size, mode="bilinear", align_corners=False)
+    return up > thresholds.view(1, -1, 1, 1)
+
+
+def iou_counts(activations: torch.Tensor, thresholds: torch.Tensor, concepts: torch.Tensor,
+               mask_order: Sequence[torch.Tensor] = (), batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image intersections and unions of every unit's firing map with every concept mask.
+
+    Args:
+        activations: ``(N, K, h, w)``; thresholds: ``(K,)``; concepts: ``(N, C, H, W)`` binary masks.
+        mask_order: extra image orders (each a permutation ``(N,)``): image i is then compared with the
+            masks of image ``order[i]`` (the shuffled-mask null). The true order always comes first.
+    Returns: ``(intersections, unions)``, each ``(1 + len(mask_order), N, K, C)`` float64 pixel counts.
+    """
+    if activations.ndim != 4 or concepts.ndim != 4 or activations.shape[0] != concepts.shape[0]:
+        raise ValueError(f"activations, concepts: expected (N, K, h, w) and (N, C, H, W) with one N, got "
+                         f"{tuple(activations.shape)} and {tuple(concepts.shape)}")
+    if thresholds.shape != (activations.shape[1],):
+        raise ValueError(f"thresholds: expected ({activations.shape[1]},), got {tuple(thresholds.shape)}")
+    n = activations.shape[0]
+    orders = [torch.arange(n)] + [torch.as_tensor(o, dtype=torch.long) for o in mask_order]
+    for o in orders[1:]:
+        if sorted(o.tolist()) != list(range(n)):
+            raise ValueError(f"mask_order: every order must be a permutation of range({n})")
+    masks = (concepts > 0.5).flatten(2).float()                          # (N, C, P); float32 counts are exact
+    mask_area = masks.sum(2)                                             # (N, C)   below 2**24 pixels
+    inter = torch.zeros(len(orders), n, activations.shape[1], concepts.shape[1], dtype=torch.float64)
+    union = torch.zeros_like(inter)
+    for start in range(0, n, batch_size):
+        rows = torch.arange(start, min(start + batch_size, n))
+        fired = firing_maps(activations[rows], thresholds, tuple(concepts.shape[-2:])).flatten(2).float()
+        fired_area = fired.sum(2)                                        # (b, K)
+        for j, order in enumerate(orders):
+            both = torch.bmm(fired, masks[order[rows]].transpose(1, 2))  # (b, K, C)
+            inter[j, rows] = both.double()
+            union[j, rows] = (fired_area[:, :, None] + mask_area[order[rows]][:, None, :] - both).double()
+    return inter, union
+
+
+def ratio_of_sums(counts: np.ndarray) -> np.ndarray:
+    """IoU of resampled images: ``(B, N, 2)`` per-image (intersection, union) -> ``(B,)`` sum / sum.
+    The ``statistic`` for :func:`~medxai_lib.evaluate.claims.claim` on per-image IoU counts."""
+    counts = np.asarray(counts, dtype=float)
+    return counts[..., 0].sum(-1) / np.maximum(counts[..., 1].sum(-1), 1e-12)
+
+
+def shuffled_order(n: int, seed: int) -> torch.Tensor:
+    """A permutation of ``range(n)`` without fixed points (no image keeps its own masks), ``(n,)``."""
+    if n < 2:
+        raise ValueError(f"n: shuffling masks across images needs at least 2 images, got {n}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    fixed = np.flatnonzero(order == np.arange(n))
+    for i in fixed:                                      # swap each fixed point with a neighbour's target
+        j = (i + 1) % n
+        order[i], order[j] = order[j], order[i]
+    return torch.as_tensor(order)
+
+
+def _iou(inter: torch.Tensor, union: torch.Tensor) -> torch.Tensor:
+    """Sum over images (dim -3): ``(..., N, K, C)`` -> ``(..., K, C)``."""
+    i, u = inter.sum(-3), union.sum(-3)
+    return torch.where(u > 0, i / u.clamp_min(1), torch.zeros_like(i)).float()
+
+
 class NetworkDissection:
-    """scikit-learn-style dissection: ``fit(activations, concepts)`` then ``iou_``, ``thresholds_``.
+    """scikit-learn-style dissection: ``fit(activations, concepts, names, null_activations)``.
 
     Args:
         quantile: the top share of activations that counts as "firing" (Bau: 0.005).
-        min_iou: a unit detects a concept above this IoU (Bau: 0.04).
+        min_iou: a unit detects a concept only above this IoU (Bau: 0.04).
+        null_quantile: ... and above this quantile of the concept's null IoUs (0.95).
+        n_shuffles: how many shuffles of the masks across images make the shuffled-mask null.
+        seed: seeds the shuffles.
+
+    Fitted: ``thresholds_ (K,)``, ``iou_ (K, C)``, ``intersections_ / unions_ (N, K, C)`` per image,
+    ``null_shuffled_ (S, K, C)`` and its per-image counts ``null_intersections_ / null_unions_
+    (S, N, K, C)``, ``null_random_ (K', C)`` with per-image counts ``random_intersections_ /
+    random_unions_ (N, K', C)`` (when ``null_activations`` is given), ``null_quantiles_`` (null name ->
+    ``(C,)``), ``null_threshold_ (C,)`` (their maximum),
+    ``best_concept_ (K,)`` (index), ``best_iou_ (K,)``, ``detected_ (K,)`` bool, ``concept_area_ (C,)``
+    (mean share of the image each concept covers).
     """
 
-    def __init__(self, quantile: float = 0.005, min_iou: float = 0.04, batch_size: int = 64) -> None:
+    def __init__(self, quantile: float = 0.005, min_iou: float = 0.04, null_quantile: float = 0.95,
+                 n_shuffles: int = 4, seed: int = 0, batch_size: int = 64) -> None:
         if not 0 < quantile < 1:
             raise ValueError(f"quantile: expected a share in (0, 1), got {quantile!r}")
-        self.quantile, self.min_iou, self.batch_size = quantile, min_iou, batch_size
+        if not 0 < null_quantile < 1:
+            raise ValueError(f"null_quantile: expected a share in (0, 1), got {null_quantile!r}")
+        if not isinstance(n_shuffles, int) or n_shuffles < 1:
+            raise ValueError(f"n_shuffles: expected a positive int, got {n_shuffles!r}")
+        self.quantile, self.min_iou, self.null_quantile = quantile, min_iou, null_quantile
+        self.n_shuffles, self.seed, self.batch_size = n_shuffles, seed, batch_size
 
-    def fit(self, activations: torch.Tensor, concepts: torch.Tensor, concept_names: Sequence[str] | None = None
-            ) -> "NetworkDissection":
-        """``activations (N, K, h, w)``, ``concepts (N, C, H, W)`` binary masks."""
+    def fit(self, activations: torch.Tensor, concepts: torch.Tensor, concept_names: Sequence[str] | None = None,
+            null_activations: torch.Tensor | None = None) -> "NetworkDissection":
+        """``activations (N, K, h, w)``, ``concepts (N, C, H, W)`` binary masks, ``null_activations
+        (N, K', h', w')`` the same images through an untrained network (optional: random-unit null)."""
         if activations.ndim != 4 or concepts.ndim != 4 or activations.shape[0] != concepts.shape[0]:
             raise ValueError(f"activations, concepts: expected (N, K, h, w) and (N, C, H, W) with one N, got "
                              f"{tuple(activations.shape)} and {tuple(concepts.shape)}")
         names = list(concept_names) if concept_names is not None else [f"concept{c}" for c in range(concepts.shape[1])]
         if len(names) != concepts.shape[1]:
             raise ValueError(f"concept_names: expected {concepts.shape[1]} names, got {len(names)}")
-        per_unit = activations.transpose(0, 1).flatten(1).float()            # (K, N*h*w)
-        self.thresholds_ = torch.quantile(per_unit, 1 - self.quantile, dim=1) if per_unit.shape[1] <= 16_000_000 \
-            else torch.stack([torch.quantile(row[torch.randperm(len(row))[:16_000_000]], 1 - self.quantile) for row in per_unit])
-        k, c = activations.shape[1], concepts.shape[1]
-        inter, union = torch.zeros(k, c, dtype=torch.float64), torch.zeros(k, c, dtype=torch.float64)
-        for start in range(0, activations.shape[0], self.batch_size):
-            acts = activations[start:start + self.batch_size].float()
-            masks = concepts[start:start + self.batch_size] > 0.5              # (b, C, H, W)
-            fired = F.interpolate(acts, size=masks.shape[-2:], mode="bilinear", align_corners=False) \
-                > self.thresholds_.view(1, -1, 1, 1)                           # (b, K, H, W)
-            fired_f, masks_f = fired.flatten(2).double(), masks.flatten(2).double()
-            both = torch.einsum("bkp,bcp->kc", fired_f, masks_f)
-            inter += both
-            union += fired_f.sum((0, 2))[:, None] + masks_f.sum((0, 2))[None, :] - both
-        self.iou_ = torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(inter)).float()
+        if null_activations is not None and (null_activations.ndim != 4 or len(null_activations) != len(activations)):
+            raise ValueError(f"null_activations: expected (N, K', h', w') with N = {len(activations)}, got "
+                             f"{tuple(null_activations.shape)}")
         self.concept_names_ = names
+        self.thresholds_ = unit_thresholds(activations, self.quantile)
+        orders = [shuffled_order(len(activations), self.seed + s) for s in range(self.n_shuffles)]
+        inter, union = iou_counts(activations, self.thresholds_, concepts, orders, self.batch_size)
+        self.intersections_, self.unions_ = inter[0], union[0]
+        self.null_intersections_, self.null_unions_ = inter[1:], union[1:]
+        self.iou_, self.null_shuffled_ = _iou(inter[0], union[0]), _iou(inter[1:], union[1:])
+        self.null_quantiles_ = {"shuffled masks": torch.quantile(self.null_shuffled_.flatten(0, 1), self.null_quantile, dim=0)}
+        self.null_random_ = None
+        if null_activations is not None:
+            self.random_thresholds_ = unit_thresholds(null_activations, self.quantile)
+            r_inter, r_union = iou_counts(null_activations, self.random_thresholds_, concepts, (), self.batch_size)
+            self.random_intersections_, self.random_unions_ = r_inter[0], r_union[0]
+            self.null_random_ = _iou(r_inter[0], r_union[0])
+            self.null_quantiles_["random units"] = torch.quantile(self.null_random_, self.null_quantile, dim=0)
+        self.null_threshold_ = torch.stack(list(self.null_quantiles_.values())).amax(0)
+        best = self.iou_.max(1)
+        self.best_concept_, self.best_iou_ = best.indices, best.values
+        self.detected_ = (self.best_iou_ > self.min_iou) & (self.best_iou_ > self.null_threshold_[self.best_concept_])
+        self.concept_area_ = (concepts > 0.5).float().mean((0, 2, 3))
         return self
 
+    def _column(self, concept: str) -> int:
+        if concept not in self.concept_names_:
+            raise ValueError(f"concept: expected one of {self.concept_names_}, got {concept!r}")
+        return self.concept_names_.index(concept)
+
     def units_for(self, concept: str, top: int | None = None) -> list[int]:
-        """Units detecting ``concept`` (IoU > min_iou), best first; ``top`` caps the list."""
-        column = self.iou_[:, self.concept_names_.index(concept)]
-        order = [int(u) for u in column.argsort(descending=True) if column[u] > self.min_iou]
-        return order[:top] if top else order
+        """Units labelled ``concept`` (their best concept) that detect it (above the null and ``min_iou``),
+        best first; ``top`` caps the list."""
+        c = self._column(concept)
+        chosen = [int(k) for k in self.iou_[:, c].argsort(descending=True)
+                  if self.detected_[k] and int(self.best_concept_[k]) == c]
+        return chosen[:top] if top else chosen
+
+    def ranked(self, concept: str) -> list[int]:
+        """Every unit, by its IoU with ``concept`` (best first), whatever its label."""
+        return [int(k) for k in self.iou_[:, self._column(concept)].argsort(descending=True)]
+
+    def concept_units(self) -> list[int]:
+        """Every unit that detects some concept (sorted)."""
+        return [int(k) for k in torch.flatnonzero(self.detected_)]
 
     def best_concept(self) -> list[tuple[int, str, float]]:
         """For each unit: (unit, its best concept, IoU)."""
-        best = self.iou_.max(1)
-        return [(k, self.concept_names_[int(c)], float(v)) for k, (v, c) in enumerate(zip(best.values, best.indices))]
+        return [(k, self.concept_names_[int(c)], float(v)) for k, (v, c) in enumerate(zip(self.best_iou_, self.best_concept_))]
+
+    def image_counts(self, unit: int, concept: str, null: str | None = None) -> np.ndarray:
+        """Per-image (intersection, union) of ``unit`` with ``concept``: ``(N, 2)``, for a claim with
+        :func:`ratio_of_sums`. ``null``: ``None`` (true masks), ``"shuffled"`` (the first shuffle) or
+        ``"random"`` (``unit`` indexes the untrained network's units)."""
+        c = self._column(concept)
+        if null is None:
+            inter, union = self.intersections_, self.unions_
+        elif null == "shuffled":
+            inter, union = self.null_intersections_[0], self.null_unions_[0]
+        elif null == "random" and self.null_random_ is not None:
+            inter, union = self.random_intersections_, self.random_unions_
+        else:
+            raise ValueError(f"null: expected None, 'shuffled' or 'random' (with null_activations), got {null!r}")
+        return torch.stack([inter[:, unit, c], union[:, unit, c]], 1).numpy()
+
+    def best_null_unit(self, concept: str, null: str) -> int:
+        """The unit with the highest null IoU for ``concept`` (``"shuffled"``: first shuffle; ``"random"``)."""
+        c = self._column(concept)
+        table = self.null_shuffled_[0] if null == "shuffled" else self.null_random_ if null == "random" else None
+        if table is None:
+            raise ValueError(f"null: expected 'shuffled' or 'random' (with null_activations), got {null!r}")
+        return int(table[:, c].argmax())
+
+    def summary(self) -> "pandas.DataFrame":
+        """One row per concept: its area, the null's threshold, the best IoU of any unit and how many
+        units it labels and detects."""
+        import pandas as pd
+        rows = {}
+        for c, name in enumerate(self.concept_names_):
+            units = self.units_for(name)
+            rows[name] = {"area (share of image)": round(float(self.concept_area_[c]), 4),
+                          **{f"null {int(100 * self.null_quantile)}th pct, {k}": round(float(v[c]), 3)
+                             for k, v in self.null_quantiles_.items()},
+                          "best IoU (any unit)": round(float(self.iou_[:, c].max()), 3),
+                          "units labelled": int((self.best_concept_ == c).sum()),
+                          "detectors": len(units), "detector units": units}
+        return pd.DataFrame(rows).T.rename_axis("concept")
 
     def table(self) -> "pandas.DataFrame":
         import pandas as pd
         return pd.DataFrame(self.iou_.numpy(), columns=self.concept_names_).rename_axis("unit")
+
+
+def quantile_sweep(activations: torch.Tensor, concepts: torch.Tensor, concept_names: Sequence[str],
+                   quantiles: Sequence[float], null_activations: torch.Tensor | None = None, **kwargs: object
+                   ) -> "pandas.DataFrame":
+    """Dissect once per quantile; one row per (quantile, concept) with the null threshold, the best
+    IoU and the number of detectors. ``kwargs`` go to :class:`NetworkDissection`."""
+    import pandas as pd
+    frames = []
+    for q in quantiles:
+        table = NetworkDissection(quantile=q, **kwargs).fit(activations, concepts, concept_names, null_activations).summary()
+        frames.append(table.drop(columns="detector units").assign(quantile=q).reset_index())
+    return pd.concat(frames, ignore_index=True).set_index(["quantile", "concept"])
+
+
+SECTOR_NAMES = ("W-NW", "NW-N", "N-NE", "NE-E", "E-SE", "SE-S", "S-SW", "SW-W")  # from -180 deg (west), image y down
 
 
 def angular_coverage(activations: torch.Tensor, thresholds: torch.Tensor, border: torch.Tensor,

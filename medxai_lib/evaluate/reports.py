@@ -1,13 +1,14 @@
 """Evaluating generated reports: attribute accuracy, retrieval, and where each attribute word looks."""
 from __future__ import annotations
 
+from collections import Counter
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medxai_lib.data.phantoms.histology import ATTRIBUTE_WORDS, ATTRIBUTES, parse_report
+from medxai_lib.data.phantoms.histology import ATTRIBUTE_WORDS, ATTRIBUTES, parse_report, tokenize
 
 
 def attribute_accuracy(reports: Sequence[str], grades: np.ndarray) -> "pandas.Series":
@@ -64,7 +65,6 @@ def symptom_query(text: str) -> dict[str, set[int]]:
     """Free-text symptom description -> the attribute grades it asks for, e.g. ``"severe nuclear
     pleomorphism"`` -> ``{"pleomorphism": {2}}``; ``"crowded cells with prominent nucleoli"`` ->
     ``{"crowding": {1, 2}, "nucleoli": {1, 2}}`` (an unqualified abnormal finding means mild or severe)."""
-    from medxai_lib.data.phantoms.histology import tokenize
     words = tokenize(text)
     word_to_attr = {w: a for a, ws in ATTRIBUTE_WORDS.items() for w in ws} | {"nuclear": None, "prominent": None}
     wanted: dict[str, set[int]] = {}
@@ -97,3 +97,199 @@ def relevant_images(text: str, grades: np.ndarray) -> np.ndarray:
     """Ground truth for a query: images whose true grades satisfy every asked-for attribute, ``(N,)`` bool."""
     wanted = symptom_query(text)
     return np.all([np.isin(grades[:, ATTRIBUTES.index(a)], list(g)) for a, g in wanted.items()], axis=0)
+
+
+# ---- report baselines ---------------------------------------------------------------------------------------
+def _sentences(report: str) -> list[str]:
+    return [s.strip() for s in " ".join(tokenize(report)).split(".") if s.strip()]
+
+
+def modal_report(reports: Sequence[Sequence[str]]) -> str:
+    """The most frequent sentence at each position over ``reports`` (per image, its list of reports): the
+    best single 'template' for those images. Ties go to the sentence seen first."""
+    if not reports:
+        raise ValueError("reports: expected at least one image's reports")
+    by_position: dict[int, Counter] = {}
+    for per_image in reports:
+        for report in per_image:
+            for k, sentence in enumerate(_sentences(report)):
+                by_position.setdefault(k, Counter())[sentence] += 1
+    return " . ".join(by_position[k].most_common(1)[0][0] for k in sorted(by_position)) + " ."
+
+
+def class_templates(reports: Sequence[Sequence[str]], labels: np.ndarray, num_classes: int) -> list[str]:
+    """One :func:`modal_report` per class (from the training images of that class), a list of length
+    ``num_classes``; a class without images gets the modal report of all images."""
+    labels = np.asarray(labels)
+    overall = modal_report(reports)
+    return [modal_report([reports[i] for i in np.flatnonzero(labels == c)]) if (labels == c).any() else overall
+            for c in range(num_classes)]
+
+
+def nearest_neighbour_reports(train_features: np.ndarray, test_features: np.ndarray,
+                              train_reports: Sequence[Sequence[str]]) -> list[str]:
+    """Per test image, the first report of the training image closest in feature space (cosine),
+    ``features (N, D)``."""
+    a = np.asarray(train_features, dtype=float)
+    b = np.asarray(test_features, dtype=float)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"train_features, test_features: expected (N, D) and (M, D), got {a.shape}, {b.shape}")
+    a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True).clip(1e-12)
+    return [train_reports[j][0] for j in (b @ a.T).argmax(1)]
+
+
+def report_grades(reports: Sequence[str]) -> np.ndarray:
+    """The grade each report states per attribute, ``(N, 5)`` (-1 where the sentence is missing)."""
+    parsed = [parse_report(r)[0] for r in reports]
+    return np.array([[p.get(a, -1) for a in ATTRIBUTES] for p in parsed], dtype=np.int64)
+
+
+def class_only_grades(train_grades: np.ndarray, train_labels: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The class-only predictor: for each image, the most frequent training grade of each attribute among
+    training images of its (given or predicted) class, ``(N, 5)``."""
+    train_grades, train_labels = np.asarray(train_grades), np.asarray(train_labels)
+    overall = [np.bincount(train_grades[:, k], minlength=3).argmax() for k in range(train_grades.shape[1])]
+    table = {c: ([np.bincount(train_grades[train_labels == c, k], minlength=3).argmax()
+                  for k in range(train_grades.shape[1])] if (train_labels == c).any() else overall)
+             for c in np.unique(np.concatenate([train_labels, np.asarray(labels)]))}
+    return np.array([table[c] for c in np.asarray(labels)], dtype=np.int64)
+
+
+# ---- attention per word -------------------------------------------------------------------------------------
+def sentence_attention_ratios(words: Sequence[Sequence[str]], attentions: Sequence[torch.Tensor],
+                              attribute_masks: torch.Tensor) -> np.ndarray:
+    """For each image, each attribute's generated sentence (rows) and each attribute's region (columns): the
+    sentence's mean attention mass inside the region divided by the region's area share (1 = what uniform
+    attention gives). ``words``: generated words per image; ``attentions``: per image ``(len, h, w)``;
+    ``attribute_masks (N, 5, H, W)``. Returns ``(N, 5, 5)``, NaN where the sentence or the region is missing."""
+    if len(words) != len(attentions) or len(words) != len(attribute_masks):
+        raise ValueError(f"words, attentions, attribute_masks: expected one per image, got {len(words)}, "
+                         f"{len(attentions)}, {len(attribute_masks)}")
+    size = attribute_masks.shape[-2:]
+    regions = (attribute_masks > 0.5).float().flatten(2)                               # (N, 5, HW)
+    area = regions.mean(-1).numpy()                                                    # (N, 5)
+    out = np.full((len(words), len(ATTRIBUTES), len(ATTRIBUTES)), np.nan)
+    for i, (seq, att) in enumerate(zip(words, attentions)):
+        present = area[i] > 0
+        if len(seq) == 0 or not present.any():
+            continue
+        up = F.interpolate(att[:len(seq), None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+        up = up.clamp_min(0).flatten(1)
+        mass = ((up / up.sum(1, keepdim=True).clamp_min(1e-12)) @ regions[i].T).numpy()   # (T, 5)
+        for start, end in sentence_spans(seq):
+            stated = parse_report(" ".join(seq[start:end]))[0]
+            if len(stated) != 1:
+                continue
+            a = ATTRIBUTES.index(next(iter(stated)))
+            if np.isnan(out[i, a]).all():                                              # first sentence counts
+                out[i, a, present] = mass[start:end].mean(0)[present] / area[i][present]
+    return out
+
+
+def sentence_spans(words: Sequence[str]) -> list[tuple[int, int]]:
+    """``(start, end)`` word indices of each sentence (the full stop excluded)."""
+    spans, start = [], 0
+    for t, word in enumerate(words):
+        if word == ".":
+            spans.append((start, t))
+            start = t + 1
+    if start < len(words):
+        spans.append((start, len(words)))
+    return [(a, b) for a, b in spans if b > a]
+
+
+def attention_specificity(ratios: np.ndarray) -> np.ndarray:
+    """Per image: the mean in-region ratio of sentences on their OWN attribute's region minus the mean of
+    the other (sentence, region) pairs (from :func:`sentence_attention_ratios`), ``(N,)``; 0 for attention
+    that is the same for every word only on average, exactly 0 for uniform attention; NaN where an image has
+    no finite diagonal or off-diagonal entry."""
+    ratios = np.asarray(ratios, dtype=float)
+    eye = np.eye(ratios.shape[1], dtype=bool)
+    out = np.full(len(ratios), np.nan)
+    for i, m in enumerate(ratios):
+        diag, off = m[eye], m[~eye]
+        if np.isfinite(diag).any() and np.isfinite(off).any():
+            out[i] = np.nanmean(diag) - np.nanmean(off)
+    return out
+
+
+def same_map_for_every_word(maps: torch.Tensor, lengths: Sequence[int]) -> list[torch.Tensor]:
+    """The control 'one map for every word': per image the spatial softmax of ``maps (N, h, w)`` (e.g. the
+    class map) repeated for each of its ``lengths[i]`` words, ``[(T_i, h, w), ...]``."""
+    soft = torch.softmax(maps.detach().cpu().flatten(1).float(), 1).view_as(maps)
+    return [soft[i].expand(int(n), -1, -1) for i, n in enumerate(lengths)]
+
+
+# ---- retrieval by symptom text ------------------------------------------------------------------------------
+QUERIES = ("severe nuclear pleomorphism is present", "mild nuclear pleomorphism is present", "cells are severely crowded",
+           "cells are mildly crowded", "polarity is completely lost", "polarity is partially lost",
+           "frequent mitoses are seen", "rare mitoses are seen", "nucleoli are very prominent",
+           "nucleoli are mildly prominent")
+"""Symptom queries, one sentence of the reports' own vocabulary per attribute and abnormal grade."""
+
+
+def query_prefixes(reports: Sequence[str], query: str) -> list[str]:
+    """Per generated report, the sentences about attributes that come BEFORE the query's attribute (the
+    reports' fixed order), so ``log p(query | I, prefix)`` scores the query where a report would say it."""
+    (attribute,) = symptom_query(query)
+    before = set(ATTRIBUTES[:ATTRIBUTES.index(attribute)])
+    out = []
+    for report in reports:
+        kept = [s for s in _sentences(report) if set(parse_report(s)[0]) & before]
+        out.append(" . ".join(kept) + " ." if kept else "")
+    return out
+
+
+def class_only_scores(probabilities: np.ndarray, train_labels: np.ndarray, train_relevant: np.ndarray) -> np.ndarray:
+    """The class-only ranking: ``sum_c p(c | I) P(relevant | c)`` with ``P(relevant | c)`` from the training
+    set, ``probabilities (N, K)`` -> ``(N,)``."""
+    probabilities = np.asarray(probabilities, dtype=float)
+    train_labels, train_relevant = np.asarray(train_labels), np.asarray(train_relevant, dtype=float)
+    rate = np.array([train_relevant[train_labels == c].mean() if (train_labels == c).any() else train_relevant.mean()
+                     for c in range(probabilities.shape[1])])
+    return probabilities @ rate
+
+
+def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
+    """Average precision of ranking by ``scores`` (higher first) against ``relevant (N,)`` bool."""
+    return retrieval_scores(scores, relevant, k=1)["AP"]
+
+
+# ---- real reports (IU X-ray) --------------------------------------------------------------------------------
+NEGATION_CUES = ("no", "not", "without", "negative", "free", "resolved", "removed", "clear")
+
+
+def words(text: str) -> list[str]:
+    """Lower-case word tokens (letters only) of free text."""
+    import re
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def text_statistics(texts: Sequence[str]) -> dict[str, float]:
+    """Words per report (mean, median), vocabulary size, share of sentences with a negation cue."""
+    import re
+    tokens = [words(t) for t in texts]
+    sentences = [s for t in texts for s in re.split(r"[.;]", t.lower()) if words(s)]
+    lengths = np.array([len(t) for t in tokens])
+    return {"reports": len(texts), "words per report (mean)": float(lengths.mean()),
+            "words per report (median)": float(np.median(lengths)),
+            "vocabulary": len({w for t in tokens for w in t}),
+            "sentences with a negation cue": float(np.mean([bool(set(words(s)) & set(NEGATION_CUES)) for s in sentences]))}
+
+
+def keyword_mentions(texts: Sequence[str], keyword: str, negation_aware: bool) -> np.ndarray:
+    """Per report, how many sentences mention ``keyword`` (a word prefix, e.g. ``effusion`` matches
+    ``effusions``); with ``negation_aware`` only sentences where no negation cue precedes it, ``(N,)``."""
+    import re
+    key = keyword.lower()
+    counts = []
+    for text in texts:
+        n = 0
+        for sentence in re.split(r"[.;]", text.lower()):
+            toks = words(sentence)
+            hits = [i for i, w in enumerate(toks) if w.startswith(key)]
+            if hits and not (negation_aware and set(toks[:hits[0]]) & set(NEGATION_CUES)):
+                n += 1
+        counts.append(n)
+    return np.asarray(counts, dtype=float)

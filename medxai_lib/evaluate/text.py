@@ -1,13 +1,18 @@
 """Report-text metrics, written out (and cross-checked in tests against nltk, rouge-score, pycocoevalcap).
 
 All take ``candidates``: list of token lists, and ``references``: list (per candidate) of lists of
-token lists (several references per image, as MDNet's 5 reports).
+token lists (several references per image, as MDNet's 5 reports). Per-image versions (``*_per_image``,
+:func:`bleu_statistics`) give the values a bootstrap over images needs; :func:`meteor` runs the original
+METEOR 1.5 jar that pycocoevalcap ships (Java required).
 """
 from __future__ import annotations
 
 import math
+import shutil
 from collections import Counter
 from typing import Sequence
+
+import numpy as np
 
 Tokens = Sequence[str]
 
@@ -16,29 +21,53 @@ def _ngrams(tokens: Tokens, n: int) -> Counter:
     return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
 
 
-def corpus_bleu(candidates: Sequence[Tokens], references: Sequence[Sequence[Tokens]], max_n: int = 4) -> dict[str, float]:
-    """Corpus BLEU-1..max_n (Papineni et al. 2002): clipped n-gram precisions pooled over the corpus,
-    geometric mean of orders 1..n, brevity penalty from the closest reference length."""
+def _check_pairs(candidates: Sequence[Tokens], references: Sequence[Sequence[Tokens]]) -> None:
     if len(candidates) != len(references) or not candidates:
         raise ValueError(f"candidates, references: expected equal non-zero lengths, got {len(candidates)}, {len(references)}")
-    matches, totals = [0] * max_n, [0] * max_n
-    cand_len = ref_len = 0
+
+
+def bleu_statistics(candidates: Sequence[Tokens], references: Sequence[Sequence[Tokens]], max_n: int = 4) -> np.ndarray:
+    """Per candidate the sufficient statistics of corpus BLEU, ``(N, 2 max_n + 2)``: clipped n-gram matches
+    for n = 1..max_n, n-gram totals, candidate length, closest reference length. Sums over any subset of
+    rows give that subset's corpus BLEU (:func:`bleu_from_statistics`), so a bootstrap can resample images."""
+    _check_pairs(candidates, references)
+    rows = []
     for cand, refs in zip(candidates, references):
-        cand_len += len(cand)
-        ref_len += min((abs(len(r) - len(cand)), len(r)) for r in refs)[1]
+        row = []
         for n in range(1, max_n + 1):
             counts = _ngrams(cand, n)
             best: Counter = Counter()
             for r in refs:
                 best |= _ngrams(r, n)
-            matches[n - 1] += sum(min(c, best[g]) for g, c in counts.items())
-            totals[n - 1] += max(len(cand) - n + 1, 0)
-    brevity = 1.0 if cand_len > ref_len else math.exp(1 - ref_len / max(cand_len, 1))
-    out = {}
-    for n in range(1, max_n + 1):
-        precisions = [matches[k] / totals[k] if totals[k] else 0.0 for k in range(n)]
-        out[f"BLEU-{n}"] = brevity * math.exp(sum(math.log(p) for p in precisions) / n) if min(precisions) > 0 else 0.0
-    return out
+            row.append(sum(min(c, best[g]) for g, c in counts.items()))
+        row += [max(len(cand) - n + 1, 0) for n in range(1, max_n + 1)]
+        row += [len(cand), min((abs(len(r) - len(cand)), len(r)) for r in refs)[1]]
+        rows.append(row)
+    return np.asarray(rows, dtype=float)
+
+
+def bleu_from_statistics(stats: np.ndarray, n: int = 4) -> np.ndarray:
+    """Corpus BLEU-n from :func:`bleu_statistics` rows: ``(N, d)`` -> scalar array, ``(B, N, d)`` -> ``(B,)``
+    (usable as a claim ``statistic``)."""
+    stats = np.asarray(stats, dtype=float)
+    max_n = (stats.shape[-1] - 2) // 2
+    if stats.shape[-1] != 2 * max_n + 2 or not 1 <= n <= max_n:
+        raise ValueError(f"stats: expected (..., N, 2 max_n + 2) with max_n >= n={n}, got shape {stats.shape}")
+    total = stats.sum(-2)
+    matches, counts = total[..., :n], total[..., max_n:max_n + n]
+    cand_len, ref_len = total[..., -2], total[..., -1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precisions = np.where(counts > 0, matches / np.maximum(counts, 1), 0.0)
+        log_mean = np.log(np.maximum(precisions, 1e-300)).mean(-1)
+        brevity = np.where(cand_len > ref_len, 1.0, np.exp(1 - ref_len / np.maximum(cand_len, 1)))
+    return np.where(precisions.min(-1) > 0, brevity * np.exp(log_mean), 0.0)
+
+
+def corpus_bleu(candidates: Sequence[Tokens], references: Sequence[Sequence[Tokens]], max_n: int = 4) -> dict[str, float]:
+    """Corpus BLEU-1..max_n (Papineni et al. 2002): clipped n-gram precisions pooled over the corpus,
+    geometric mean of orders 1..n, brevity penalty from the closest reference length."""
+    stats = bleu_statistics(candidates, references, max_n)
+    return {f"BLEU-{n}": float(bleu_from_statistics(stats, n)) for n in range(1, max_n + 1)}
 
 
 def _lcs(a: Tokens, b: Tokens) -> int:
@@ -53,6 +82,13 @@ def _lcs(a: Tokens, b: Tokens) -> int:
 
 def rouge_l(candidates: Sequence[Tokens], references: Sequence[Sequence[Tokens]], beta: float = 1.0) -> float:
     """Mean over candidates of the best ROUGE-L F-measure against its references (Lin 2004)."""
+    return float(rouge_l_per_image(candidates, references, beta).mean())
+
+
+def rouge_l_per_image(candidates: Sequence[Tokens], references: Sequence[Sequence[Tokens]], beta: float = 1.0
+                      ) -> np.ndarray:
+    """Per candidate, the best ROUGE-L F-measure against its references, ``(N,)``."""
+    _check_pairs(candidates, references)
     scores = []
     for cand, refs in zip(candidates, references):
         best = 0.0
@@ -63,13 +99,21 @@ def rouge_l(candidates: Sequence[Tokens], references: Sequence[Sequence[Tokens]]
             p, r = lcs / len(cand), lcs / len(ref)
             best = max(best, (1 + beta ** 2) * p * r / (r + beta ** 2 * p))
         scores.append(best)
-    return sum(scores) / len(scores)
+    return np.asarray(scores)
 
 
 def cider_d(candidates: Sequence[Tokens], references: Sequence[Sequence[Tokens]], max_n: int = 4,
             sigma: float = 6.0) -> float:
     """CIDEr-D (Vedantam et al. 2015) as in the COCO evaluation code: TF-IDF n-gram vectors with document
     frequencies from the references, clipped candidate counts, Gaussian length penalty, x10, mean over n."""
+    return float(cider_d_per_image(candidates, references, max_n, sigma).mean())
+
+
+def cider_d_per_image(candidates: Sequence[Tokens], references: Sequence[Sequence[Tokens]], max_n: int = 4,
+                      sigma: float = 6.0) -> np.ndarray:
+    """Per-image CIDEr-D, ``(N,)`` (document frequencies from all images' references); its mean is
+    :func:`cider_d`."""
+    _check_pairs(candidates, references)
     n_images = len(references)
     doc_freq: Counter = Counter()
     for refs in references:
@@ -95,4 +139,29 @@ def cider_d(candidates: Sequence[Tokens], references: Sequence[Sequence[Tokens]]
                 if cn[n] and rn[n]:
                     total[n] += dot / (cn[n] * rn[n]) * math.exp(-((cl - rl) ** 2) / (2 * sigma ** 2))
         scores.append(sum(t / len(refs) for t in total) / max_n * 10.0)
-    return sum(scores) / len(scores)
+    return np.asarray(scores)
+
+
+def meteor_available() -> bool:
+    """Whether :func:`meteor` can run here (pycocoevalcap's METEOR 1.5 jar and a ``java`` on the PATH)."""
+    import importlib.util
+    return shutil.which("java") is not None and importlib.util.find_spec("pycocoevalcap") is not None
+
+
+def meteor(candidates: Sequence[Tokens], references: Sequence[Sequence[Tokens]]) -> tuple[float, np.ndarray]:
+    """METEOR 1.5 (Denkowski & Lavie 2014; exact, stem, synonym and paraphrase matches, English defaults) as
+    in the COCO caption evaluation: ``(corpus score, per-image scores (N,))``. Runs pycocoevalcap's jar in
+    one Java process (about 15 s to load its paraphrase table). Raises RuntimeError without Java."""
+    _check_pairs(candidates, references)
+    if not meteor_available():
+        raise RuntimeError("meteor: needs `java` on the PATH and pycocoevalcap (its METEOR 1.5 jar)")
+    from pycocoevalcap.meteor.meteor import Meteor
+    scorer = Meteor()
+    try:
+        gts = {i: [" ".join(r) for r in refs] for i, refs in enumerate(references)}
+        res = {i: [" ".join(c)] for i, c in enumerate(candidates)}
+        score, scores = scorer.compute_score(gts, res)
+    finally:
+        scorer.meteor_p.kill()
+        scorer.meteor_p.wait()
+    return float(score), np.asarray(scores, dtype=float)

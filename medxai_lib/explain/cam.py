@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medxai_lib.explain.capture import (ClassSpec, LayerSpec, check_images, eval_mode, forward_with_capture,
-                                        resolve_classes, resolve_layer, resolve_layers)
+                                        gradients_on, resolve_classes, resolve_layer, resolve_layers)
 
 
 def cam(model: nn.Module, images: torch.Tensor, classes: ClassSpec = None,
@@ -66,10 +66,11 @@ def gradient_maps(model: nn.Module, images: torch.Tensor, layer: LayerSpec | Seq
     One forward pass; per target class one ``torch.autograd.grad`` w.r.t. the hooked activations
     only (shared by all layers); ``combine(activation (B, K, h, w), grad (B, K, h, w)) -> (B, h, w)``
     turns them into a map. Returns ``(B, T, h, w)``, or a dict name -> maps when ``layer`` is a list.
+    Works under ``torch.no_grad()`` / ``torch.inference_mode()`` (gradients are switched on inside).
     """
     check_images(model, images)
     layers, single = resolve_layers(model, layer)
-    with eval_mode(model):
+    with eval_mode(model), gradients_on(images) as images:
         logits, acts = forward_with_capture(model, images, layers)
         idx = resolve_classes(classes, logits)
         scores = logits if score_fn is None else score_fn(logits)
@@ -112,10 +113,12 @@ def grad_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec | Sequence
     return gradient_maps(model, images, layer, classes, _grad_cam_combine, score_fn)
 
 
-def _check_maps(maps: torch.Tensor) -> None:
+def _check_maps(maps: torch.Tensor, finite: bool = False) -> None:
     if not isinstance(maps, torch.Tensor) or maps.ndim != 4:
         shape = tuple(maps.shape) if isinstance(maps, torch.Tensor) else type(maps).__name__
         raise ValueError(f"maps: expected a (B, T, h, w) tensor, got {shape}")
+    if finite and not torch.isfinite(maps).all():
+        raise ValueError("maps: contains NaN or infinite values; a map of non-finite values has no scale")
 
 
 def upsample(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
@@ -128,8 +131,9 @@ def upsample(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
 
 
 def normalize(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Min-max scale each ``(h, w)`` map of ``(B, T, h, w)`` to [0, 1]; a constant map becomes 0."""
-    _check_maps(maps)
+    """Min-max scale each ``(h, w)`` map of ``(B, T, h, w)`` to [0, 1]; a constant map becomes 0.
+    Maps with NaN or infinite values are refused (they would come back as zeros)."""
+    _check_maps(maps, finite=True)
     flat = maps.flatten(2)
     low = flat.min(-1, keepdim=True).values
     span = flat.max(-1, keepdim=True).values - low
@@ -144,7 +148,7 @@ def cam_contribution(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
     where ``r_ij`` is the share of cell (i, j) covered by the region (the mask average-pooled to the
     CAM grid). ``maps (B, T, h, w)`` raw CAM, ``regions (B, 1, H, W)`` -> ``(B, T)`` in logit units.
     """
-    _check_maps(maps)
+    _check_maps(maps, finite=True)
     if regions.ndim != 4 or regions.shape[1] != 1 or regions.shape[0] != maps.shape[0]:
         raise ValueError(f"regions: expected (B, 1, H, W) with B = {maps.shape[0]}, got {tuple(regions.shape)}")
     cover = F.adaptive_avg_pool2d(regions.float().to(maps.device), maps.shape[-2:])

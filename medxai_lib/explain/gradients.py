@@ -9,27 +9,23 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from medxai_lib.explain.cam import grad_cam
-from medxai_lib.explain.capture import ClassSpec, LayerSpec, check_images, eval_mode, resolve_classes
-
-
-def _check_finite(images: torch.Tensor) -> None:
-    if not torch.isfinite(images).all():
-        raise ValueError("images: contains NaN or infinite values")
+from medxai_lib.explain.capture import (ClassSpec, LayerSpec, check_images, check_scores, eval_mode, gradients_on,
+                                        resolve_classes)
 
 
 def input_gradients(model: nn.Module, images: torch.Tensor, classes: ClassSpec = None) -> tuple[torch.Tensor, torch.Tensor]:
     """d(score_c)/d(input) for every target class from ONE forward pass.
     Returns ``(grads (B, T, C, H, W), targets (B, T))``."""
     check_images(model, images)
-    _check_finite(images)
-    with eval_mode(model), torch.enable_grad():
+    with eval_mode(model), gradients_on(images) as images:
         x = images.detach().requires_grad_(True)
-        logits = model(x)
+        logits = check_scores(model(x), len(images))
         idx = resolve_classes(classes, logits)
         grads = []
         for t in range(idx.shape[1]):
@@ -56,9 +52,8 @@ def smooth_grad(model: nn.Module, images: torch.Tensor, classes: ClassSpec = Non
     check_images(model, images)
     if not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples: expected a positive int, got {n_samples!r}")
-    _check_finite(images)
     with torch.no_grad(), eval_mode(model):
-        idx = resolve_classes(classes, model(images))  # "pred" is decided on the clean images
+        idx = resolve_classes(classes, check_scores(model(images), len(images)))  # "pred" is decided on the clean images
     span = (images.flatten(1).amax(1) - images.flatten(1).amin(1)).view(-1, 1, 1, 1)
     generator = torch.Generator(device=images.device).manual_seed(seed)
     noise = torch.randn((n_samples, *images.shape), generator=generator, device=images.device)
@@ -94,17 +89,29 @@ def relu_backward_rule(model: nn.Module, rule: str) -> Iterator[None]:
             handle.remove()
 
 
-def _modified_backprop(model: nn.Module, images: torch.Tensor, classes: ClassSpec, rule: str) -> torch.Tensor:
+@contextmanager
+def out_of_place_relus(model: nn.Module) -> Iterator[None]:
+    """Temporarily set ``inplace=False`` on every ``nn.ReLU`` (a full backward hook cannot sit on an
+    in-place op, as in torchvision's models); each module's own flag is restored on exit."""
     inplace = [m for m in model.modules() if isinstance(m, nn.ReLU) and m.inplace]
-    if inplace:
-        raise ValueError("model: in-place nn.ReLU modules cannot carry backward hooks; build the model with "
-                         "inplace=False (medxai_lib.models does)")
-    with relu_backward_rule(model, rule):
+    for module in inplace:
+        module.inplace = False
+    try:
+        yield
+    finally:
+        for module in inplace:
+            module.inplace = True
+
+
+def _modified_backprop(model: nn.Module, images: torch.Tensor, classes: ClassSpec, rule: str) -> torch.Tensor:
+    check_images(model, images)
+    with out_of_place_relus(model), relu_backward_rule(model, rule):
         return input_gradients(model, images, classes)[0]
 
 
 def guided_backprop(model: nn.Module, images: torch.Tensor, classes: ClassSpec = None) -> torch.Tensor:
-    """Guided backpropagation (signed). ``(B, T, C, H, W)``."""
+    """Guided backpropagation (signed). ``(B, T, C, H, W)``. In-place ``nn.ReLU`` modules (torchvision)
+    are switched out of place for the call and restored; functional ReLUs are not modified."""
     return _modified_backprop(model, images, classes, "guided")
 
 
@@ -124,10 +131,9 @@ def guided_grad_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec, cl
 def _captum_per_class(method: Callable, model: nn.Module, images: torch.Tensor, classes: ClassSpec,
                       **kwargs) -> torch.Tensor:
     check_images(model, images)
-    _check_finite(images)
-    with eval_mode(model):
+    with eval_mode(model), gradients_on(images) as images:
         with torch.no_grad():
-            idx = resolve_classes(classes, model(images))
+            idx = resolve_classes(classes, check_scores(model(images), len(images)))
         explainer = method(model)
         maps = [explainer.attribute(images, target=idx[:, t].tolist(), **kwargs).detach() for t in range(idx.shape[1])]
     return torch.stack(maps, 1)
@@ -149,8 +155,20 @@ def deep_lift(model: nn.Module, images: torch.Tensor, classes: ClassSpec = None)
 
 def gradient_shap(model: nn.Module, images: torch.Tensor, classes: ClassSpec = None, n_samples: int = 16,
                   seed: int = 0) -> torch.Tensor:
-    """GradientShap (Lundberg & Lee 2017) via captum, baselines = zeros and the batch mean. ``(B, T, C, H, W)``."""
+    """GradientShap (Lundberg & Lee 2017) via captum, baselines = zeros and the batch mean. ``(B, T, C, H, W)``.
+
+    captum draws its noise from torch's and numpy's global generators: both are seeded with ``seed`` for
+    the call and put back afterwards (``torch.random.fork_rng``, ``numpy.random.get_state``), so the
+    result depends on ``seed`` only and the caller's random state is left as it was."""
     from captum.attr import GradientShap
-    torch.manual_seed(seed)
-    baselines = torch.stack([torch.zeros_like(images[0]), images.mean(0)])
-    return _captum_per_class(GradientShap, model, images, classes, baselines=baselines, n_samples=n_samples)
+    check_images(model, images)
+    devices = [images.device] if images.device.type == "cuda" else []
+    numpy_state = np.random.get_state()
+    try:
+        np.random.seed(seed)
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            baselines = torch.stack([torch.zeros_like(images[0]), images.mean(0)])
+            return _captum_per_class(GradientShap, model, images, classes, baselines=baselines, n_samples=n_samples)
+    finally:
+        np.random.set_state(numpy_state)

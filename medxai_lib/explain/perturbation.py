@@ -8,6 +8,7 @@ any callable mapping ``(N, C, H, W)`` images to ``(N, K)`` scores. All return ``
 """
 from __future__ import annotations
 
+import numbers
 from typing import Callable
 
 import numpy as np
@@ -16,19 +17,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from medxai_lib.explain.batching import chunk_size_for
-from medxai_lib.explain.capture import ClassSpec, check_images, eval_mode, resolve_classes
+from medxai_lib.explain.capture import ClassSpec, check_images, check_scores, eval_mode, resolve_classes
 
 Model = nn.Module | Callable[[torch.Tensor], torch.Tensor]
 
 
 def _checked_scores(model: Model, images: torch.Tensor) -> torch.Tensor:
-    check_images(model, images)
-    if not torch.isfinite(images).all():
-        raise ValueError("images: contains NaN or infinite values")
-    scores = model(images)
-    if not isinstance(scores, torch.Tensor) or scores.ndim != 2 or scores.shape[0] != images.shape[0]:
-        raise ValueError(f"model: expected (B, K) scores, got {getattr(scores, 'shape', type(scores))}")
-    return scores
+    check_images(model, images)   # refuses NaN/inf input too
+    return check_scores(model(images), images.shape[0])
+
+
+def _as_int(value: object) -> object:
+    """numpy integers count as ints (``window=np.int64(8)``); anything else is returned unchanged."""
+    return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) else value
 
 
 def _probabilities(scores: torch.Tensor) -> torch.Tensor:
@@ -41,7 +42,8 @@ def _forward_in_chunks(model: Model, batch: torch.Tensor, chunk: int) -> torch.T
 
 def window_masks(height: int, width: int, window: int, stride: int, device: torch.device | None = None) -> torch.Tensor:
     """Binary masks of all sliding windows, ``(N, 1, H, W)``; positions as in captum's Occlusion."""
-    if not (isinstance(window, int) and isinstance(stride, int) and 1 <= window <= min(height, width) and stride >= 1):
+    window, stride = _as_int(window), _as_int(stride)
+    if not (type(window) is int and type(stride) is int and 1 <= window <= min(height, width) and stride >= 1):
         raise ValueError(f"window, stride: expected 1 <= window <= {min(height, width)} and stride >= 1, "
                          f"got window={window!r}, stride={stride!r}")
     tops = range(0, height - window + 1, stride)
@@ -77,9 +79,12 @@ def rise(model: Model, images: torch.Tensor, classes: ClassSpec = None, n_masks:
     """RISE, ``(B, T, 1, H, W)``: ``sum_i p_c(x * M_i) M_i / (N * keep_prob)`` with smooth random masks
     (``grid`` x ``grid`` Bernoulli cells, bilinearly upsampled, randomly shifted). Scores are
     probabilities (softmax; sigmoid for one output). The same masks for every image and class."""
+    n_masks, grid = _as_int(n_masks), _as_int(grid)
     if not 0 < keep_prob < 1:
         raise ValueError(f"keep_prob: expected a probability in (0, 1), got {keep_prob!r}")
-    if not isinstance(n_masks, int) or n_masks < 1:
+    if type(grid) is not int or grid < 1:
+        raise ValueError(f"grid: expected a positive int, got {grid!r}")
+    if type(n_masks) is not int or n_masks < 1:
         raise ValueError(f"n_masks: expected a positive int, got {n_masks!r}")
     with eval_mode(model), torch.no_grad():
         scores = _checked_scores(model, images)
@@ -117,7 +122,8 @@ def lime(model: Model, images: torch.Tensor, classes: ClassSpec = None, n_sample
     ridge regression of the class probability on which superpixels were kept, weighted by
     ``exp(-d^2 / kernel_width^2)`` with d the cosine distance to the unperturbed image."""
     from sklearn.linear_model import Ridge
-    if not isinstance(n_samples, int) or n_samples < 2:
+    n_samples = _as_int(n_samples)
+    if type(n_samples) is not int or n_samples < 2:
         raise ValueError(f"n_samples: expected an int >= 2, got {n_samples!r}")
     with eval_mode(model), torch.no_grad():
         scores = _checked_scores(model, images)

@@ -1,6 +1,24 @@
 """The explanation registry: every method with its taxonomy tags, and one dispatcher.
 
-The taxonomy notebook renders its table from :data:`METHODS`, so the table cannot drift from the code.
+The tags of :data:`METHODS` (and of the suite's other techniques, :func:`taxonomy_table` with
+``include_other=True``) are typed by hand. They must follow from a few observable *facts* about each
+method (:class:`MethodFacts`, listed in :data:`FACTS`) by these rules (:func:`expected_tags`), and
+``tests/test_taxonomy.py`` checks every tag against them and checks the facts on the code itself
+(a model-agnostic method runs on a bare callable, a model-specific one refuses it, and so on):
+
+* **access**: ``"data only"`` if the method takes no model (it looks at the data); else ``"model-agnostic"``
+  if it needs nothing but a function from inputs to outputs; else ``"model-specific"`` (it reads weights,
+  gradients or activations, or is part of one architecture).
+* **stage**: ``"pre-model"`` if it takes no model; ``"in-model"`` if the explanation is computed by the
+  model's own forward pass (attention, a generated report); else ``"post-model"`` (post hoc).
+* **scope**: ``"local"`` if it returns one explanation per input; else ``"global"`` (one for the model or
+  the data set).
+* **form**: ``"surrogate"`` if it fits a simpler, readable model to the black box's outputs; else
+  ``"visualization"`` if its output is something to look at (a map over the input or a layer, an attention
+  map, a 2-D embedding); else ``"neither"`` (scores per feature or unit, a text report).
+* **attribution**: ``True`` if its output gives credit to input features or regions (a map over the input
+  or a layer's positions, a score per input feature); ``False`` for attention, embeddings, units, rules
+  and reports (seed 000's *non-attribution* methods).
 """
 from __future__ import annotations
 
@@ -27,8 +45,42 @@ class MethodInfo:
     stage: str             # "post-model" for every post-hoc method here
     output: str            # "layer map (B, T, h, w)" or "input map (B, T, C|1, H, W)"
     reference: str
-    form: str = "visualization"   # "visualization" (a map to look at) or "surrogate" (a simpler model)
-    attribution: bool = True      # assigns credit to input regions (vs attention, reports, examples)
+    form: str = "visualization"   # "visualization" (something to look at), "surrogate" (a simpler model) or "neither"
+    attribution: bool = True      # assigns credit to input features or regions (vs attention, reports, rules)
+
+
+OUTPUT_KINDS = ("input map", "layer map", "attention map", "embedding", "feature scores", "unit scores", "model",
+                "text")
+_VISUAL = {"input map", "layer map", "attention map", "embedding"}
+_CREDIT = {"input map", "layer map", "feature scores"}
+
+
+@dataclass(frozen=True)
+class MethodFacts:
+    """What a method observably does; its taxonomy tags follow from these by :func:`expected_tags`."""
+
+    takes_model: bool        # needs a (trained) model at all; PCA and t-SNE only look at the data
+    black_box: bool          # needs only a function inputs -> outputs (no weights, gradients, activations)
+    in_forward_pass: bool    # the explanation is computed by the model's own forward pass
+    per_input: bool          # one explanation per input (vs one for the model or data set)
+    fits_surrogate: bool     # fits a simpler, readable model to the black box's outputs
+    output: str              # one of OUTPUT_KINDS
+
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUT_KINDS:
+            raise ValueError(f"output: expected one of {OUTPUT_KINDS}, got {self.output!r}")
+
+
+def expected_tags(facts: MethodFacts) -> dict[str, object]:
+    """The tags the module docstring's rules give for ``facts``: ``{"access", "stage", "scope", "form",
+    "attribution"}``."""
+    return {
+        "access": "data only" if not facts.takes_model else "model-agnostic" if facts.black_box else "model-specific",
+        "stage": "pre-model" if not facts.takes_model else "in-model" if facts.in_forward_pass else "post-model",
+        "scope": "local" if facts.per_input else "global",
+        "form": "surrogate" if facts.fits_surrogate else "visualization" if facts.output in _VISUAL else "neither",
+        "attribution": facts.output in _CREDIT,
+    }
 
 
 def _m(name: str, fn: Callable, family: str, needs_layer: bool, access: str, output: str, reference: str) -> MethodInfo:
@@ -37,7 +89,7 @@ def _m(name: str, fn: Callable, family: str, needs_layer: bool, access: str, out
 
 
 _LAYER, _INPUT = "layer map (B, T, h, w)", "input map (B, T, C|1, H, W)"
-_SPEC, _AGN = "model-specific", "model-agnostic"
+_SPEC, _AGN, _DATA = "model-specific", "model-agnostic", "data only"
 
 METHODS: dict[str, MethodInfo] = {m.name: m for m in [
     _m("cam", cam, "CAM", False, _SPEC, _LAYER, "Zhou et al. 2016"),
@@ -93,34 +145,81 @@ def as_heatmap(attribution: torch.Tensor, size: int | tuple[int, int]) -> torch.
 
 
 def _other_techniques() -> dict[str, MethodInfo]:
-    """Techniques of the taxonomy that are not input attributions, with the code that implements them."""
+    """Techniques of the taxonomy that are not input-map attributions, with the code that implements them."""
     from sklearn.decomposition import PCA
     from sklearn.inspection import permutation_importance
+    from sklearn.linear_model import LogisticRegression
     from sklearn.manifold import TSNE
     from sklearn.tree import DecisionTreeClassifier
 
     from medxai_lib.explain.ablation import ablation_effect
+    from medxai_lib.explain.tabular import kernel_shap
     from medxai_lib.models.cnn import AttentionGatedCNN
+    from medxai_lib.models.mdnet import MDNet
     rows = [
-        MethodInfo("pca", PCA, "projection", False, _AGN, "global", "pre-model", "2-D embedding", "Pearson 1901",
-                   "visualization", False),
-        MethodInfo("tsne", TSNE, "projection", False, _AGN, "global", "pre-model", "2-D embedding",
+        MethodInfo("pca", PCA, "projection", False, _DATA, "global", "pre-model", "2-D embedding of the data",
+                   "Pearson 1901", "visualization", False),
+        MethodInfo("tsne", TSNE, "projection", False, _DATA, "global", "pre-model", "2-D embedding of the data",
                    "van der Maaten & Hinton 2008", "visualization", False),
         MethodInfo("attention_gate", AttentionGatedCNN.attend, "attention", False, _SPEC, "local", "in-model",
                    "attention map (B, 1, h, w)", "Schlemper et al. 2019", "visualization", False),
+        MethodInfo("mdnet_report", MDNet.generate, "generated report", False, _SPEC, "local", "in-model",
+                   "a diagnostic report (text) with word attention", "Zhang et al. 2017", "neither", False),
+        MethodInfo("kernel_shap", kernel_shap, "Shapley values", False, _AGN, "local", "post-model",
+                   "one score per feature (N, F)", "Lundberg & Lee 2017", "surrogate", True),
         MethodInfo("permutation_importance", permutation_importance, "feature importance", False, _AGN, "global",
-                   "post-model", "one score per feature", "Breiman 2001", "visualization", True),
+                   "post-model", "one score per feature", "Breiman 2001", "neither", True),
         MethodInfo("distilled_tree", DecisionTreeClassifier, "surrogate", False, _AGN, "global", "post-model",
                    "a decision tree on cue features", "Craven & Shavlik 1996", "surrogate", False),
+        MethodInfo("logistic_surrogate", LogisticRegression, "surrogate", False, _AGN, "global", "post-model",
+                   "a logistic regression on cue features", "Ribeiro et al. 2016 (global variant)", "surrogate",
+                   False),
         MethodInfo("unit_ablation", ablation_effect, "intervention", True, _SPEC, "global", "post-model",
-                   "output change per unit", "Bau et al. 2020", "visualization", False),
+                   "output change per unit", "Bau et al. 2020", "neither", False),
     ]
     return {m.name: m for m in rows}
 
 
+def _facts_of_registered(info: MethodInfo) -> MethodFacts:
+    black_box = info.family in ("perturbation", "surrogate")
+    output = "layer map" if info.output.startswith("layer map") else "input map"
+    return MethodFacts(True, black_box, False, True, info.family == "surrogate", output)
+
+
+#: Facts per method (see :class:`MethodFacts`): (takes_model, black_box, in_forward_pass, per_input,
+#: fits_surrogate, output). Registered attribution methods take theirs from their family and output shape.
+FACTS: dict[str, MethodFacts] = {name: _facts_of_registered(info) for name, info in METHODS.items()} | {
+    "pca": MethodFacts(False, False, False, False, False, "embedding"),
+    "tsne": MethodFacts(False, False, False, False, False, "embedding"),
+    "attention_gate": MethodFacts(True, False, True, True, False, "attention map"),
+    "mdnet_report": MethodFacts(True, False, True, True, False, "text"),
+    "kernel_shap": MethodFacts(True, True, False, True, True, "feature scores"),
+    "permutation_importance": MethodFacts(True, True, False, False, False, "feature scores"),
+    "distilled_tree": MethodFacts(True, True, False, False, True, "model"),
+    "logistic_surrogate": MethodFacts(True, True, False, False, True, "model"),
+    "unit_ablation": MethodFacts(True, False, False, False, False, "unit scores"),
+}
+
+
+def tag_violations(table: "pandas.DataFrame | None" = None) -> list[str]:
+    """Every tag of ``table`` (default: :func:`taxonomy_table` with the other techniques) that differs from
+    what the rules give for the method's :data:`FACTS`, as ``"method: axis is X, rules say Y"``."""
+    table = taxonomy_table(include_other=True) if table is None else table
+    bad = []
+    for name, row in table.iterrows():
+        if name not in FACTS:
+            bad.append(f"{name}: no facts recorded in FACTS")
+            continue
+        for axis, expected in expected_tags(FACTS[name]).items():
+            if row[axis] != expected:
+                bad.append(f"{name}: {axis} is {row[axis]!r}, rules say {expected!r}")
+    return bad
+
+
 def taxonomy_table(include_other: bool = False) -> "pandas.DataFrame":
     """The registry as a table: one row per method, one column per taxonomy axis. ``include_other``
-    adds the non-attribution techniques of the suite (projections, attention, surrogates, ablation)."""
+    adds the suite's other techniques (projections, attention, MDNet's reports, KernelSHAP, permutation
+    importance, surrogates, unit ablation). Tags follow the rules in the module docstring."""
     import pandas as pd
     methods = dict(METHODS) | (_other_techniques() if include_other else {})
     rows = [{"method": m.name, "family": m.family, "access": m.access, "scope": m.scope, "stage": m.stage,

@@ -1,14 +1,20 @@
-"""MDNet (Zhang et al., CVPR 2017), small: an image model with ensemble connections and a decoupled
-output, an LSTM report generator with class-conditioned attention, and auxiliary attention sharpening.
+"""MDNet (Zhang et al., CVPR 2017), small: an image model D with ensemble connections and a decoupled output,
+an auxiliary attention sharpening module M, and an LSTM report generator L with class-conditioned attention.
 
-Image model: residual stages whose shape-changing block CONCATENATES the (average-pooled) shortcut and
-the new residual channels instead of adding them. The shortcut path is linear (pooling only), so the final
-feature map is exactly a sum of per-block parts, and the class score decouples into per-block
-contributions (:meth:`MDNetImage.decoupled_output`).
+Image model D (:class:`MDNetImage`): a stem then blocks ``F_m`` (conv-BN-ReLU-conv-BN). With *ensemble*
+connections a block CONCATENATES its input (average-pooled where the block strides) and its output, so the
+final map is ``C(I) = [y_1, F_1, ..., F_{L-1}]`` (pooled to one size) and the classifier's weights split into
+per-block weights ``w_m^c``: ``p^c = sum_m w_m^c . GAP(F_m) + b^c`` (the paper's decoupled output). With
+*additive* shortcuts (``connection="additive"``, ``y_{m+1} = pool(y_m) + F_m``) the final map is the sum of the
+blocks and ONE weight vector ``w^c`` multiplies every block (the paper's "single weighting function").
 
-Language model: ``h_t = LSTM([E x_{t-1}, z_t], h_{t-1})``, ``p(x_t) ∝ exp(G h_t)``, attention
-``a_t = softmax_ij(w_att · tanh(W_h h_{t-1} + W_f C_ij + v · cam_ij))`` with ``cam = (w^c)^T C(I)`` the
-class-weighted feature map, context ``z_t = sum_ij a_t,ij C_ij``.
+AAS module M (:class:`AASModule`, parameters ``theta_M``): pools ``C(I)`` with a learned spatial attention and
+classifies the diagnosis from the pooled vector; its class weights ``w^c`` give the class map
+``c = (w^c)^T C(I)`` that enters the language model's attention. Trained through the diagnosis label.
+
+Language model L (:class:`ReportLSTM`): ``h_t = LSTM([E x_{t-1}, z_t], h_{t-1})``, ``p(x_t) ∝ exp(G h_t)``,
+attention ``a_t = softmax_ij(w_att . tanh(W_h h_{t-1} + W_f C_ij + v c_ij))``, context ``z_t = sum_ij a_t,ij C_ij``:
+the class map shifts where words can look, ``h_{t-1}`` makes each word's attention its own.
 """
 from __future__ import annotations
 
@@ -16,8 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+CONNECTIONS = ("ensemble", "additive")
+BLOCKS = ((16, 2), (32, 2), (32, 2), (32, 1))  # (output channels, stride) per block
 
-class _Residual(nn.Module):
+
+class _Block(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
@@ -27,57 +36,96 @@ class _Residual(nn.Module):
         return self.body(x)
 
 
+def _pool_to(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Average-pool ``(B, C, H, W)`` to ``side`` x ``side`` (H a multiple of side): the mean is unchanged."""
+    k = x.shape[-1] // side
+    return x if k == 1 else F.avg_pool2d(x, k)
+
+
 class MDNetImage(nn.Module):
     """``(B, 3, S, S)`` -> logits ``(B, K)``; ``features(x)`` -> ``C(I)`` ``(B, D, S/8, S/8)``.
 
-    Each stage: an *ensemble* block (stride 2; output = concat(avgpool(x), residual)) then an identity
-    residual block (x + F(x)).
+    ``connection="ensemble"``: ``y_{m+1} = [pool(y_m), F_m(y_m)]`` (D = width + sum of block widths);
+    ``"additive"``: ``y_{m+1} = pool(y_m) + F_m(y_m)``, every block ``additive_width`` channels wide.
     """
 
-    def __init__(self, num_classes: int = 4, width: int = 16, growth: tuple[int, ...] = (16, 32, 32)) -> None:
+    def __init__(self, num_classes: int = 4, width: int = 16, blocks: tuple[tuple[int, int], ...] = BLOCKS,
+                 connection: str = "ensemble", additive_width: int = 38) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
-        channels = width
-        self.ensemble, self.identity = nn.ModuleList(), nn.ModuleList()
-        for g in growth:
-            self.ensemble.append(_Residual(channels, g, 2))
-            channels += g
-            self.identity.append(_Residual(channels, channels, 1))
+        if connection not in CONNECTIONS:
+            raise ValueError(f"connection: expected one of {CONNECTIONS}, got {connection!r}")
+        self.connection, self.strides = connection, [s for _, s in blocks]
+        stem_width = width if connection == "ensemble" else additive_width
+        self.stem = nn.Sequential(nn.Conv2d(3, stem_width, 3, 1, 1, bias=False), nn.BatchNorm2d(stem_width), nn.ReLU())
+        self.blocks = nn.ModuleList()
+        channels, self.groups = stem_width, [stem_width]
+        for cout, stride in blocks:
+            cout = cout if connection == "ensemble" else additive_width
+            self.blocks.append(_Block(channels, cout, stride))
+            channels = channels + cout if connection == "ensemble" else channels
+            self.groups.append(cout)
         self.out_channels = channels
+        self.block_names = ["stem"] + [f"block{m}" for m in range(1, len(blocks) + 1)]
         self.classifier = nn.Linear(channels, num_classes)
 
-    def parts(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
-        """The additive parts of the final feature map, each ``(B, D, h, w)`` (zero outside its channels)."""
+    def block_outputs(self, x: torch.Tensor, merge_relu: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """``([y_1, F_1, ..., F_{L-1}], C(I))``: the stem's and every block's output (each at its own
+        resolution) and the final map. ``merge_relu=True`` puts a ReLU after every merge (as in the original
+        ResNet), which breaks the decoupled output."""
         y = self.stem(x)
-        parts = [("stem", y)]
-        for m, (ens, ident) in enumerate(zip(self.ensemble, self.identity), start=1):
-            new = ens(y)
-            pooled = [(name, F.avg_pool2d(p, 2)) for name, p in parts]
-            pad = new.shape[1]
-            parts = [(name, F.pad(p, (0, 0, 0, 0, 0, pad))) for name, p in pooled]
-            parts.append((f"ensemble{m}", F.pad(new, (0, 0, 0, 0, y.shape[1], 0))))
-            y = torch.cat([F.avg_pool2d(y, 2), new], 1)
-            residual = ident(y)
-            parts.append((f"residual{m}", residual))
-            y = y + residual
-        return parts
+        outputs = [y]
+        for block, stride in zip(self.blocks, self.strides):
+            new = block(y)
+            pooled = F.avg_pool2d(y, stride) if stride > 1 else y
+            y = torch.cat([pooled, new], 1) if self.connection == "ensemble" else pooled + new
+            y = F.relu(y) if merge_relu else y
+            outputs.append(new)
+        return outputs, y
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.stem(x)
-        for ens, ident in zip(self.ensemble, self.identity):
-            y = torch.cat([F.avg_pool2d(y, 2), ens(y)], 1)
-            y = y + ident(y)
-        return y
+        return self.block_outputs(x)[1]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x).mean((2, 3)))
+    def forward(self, x: torch.Tensor, merge_relu: bool = False) -> torch.Tensor:
+        return self.classifier(self.block_outputs(x, merge_relu)[1].mean((2, 3)))
 
-    def decoupled_output(self, x: torch.Tensor) -> tuple[list[str], torch.Tensor]:
-        """Per-part contributions to each class score: ``(names, (B, P, K))``; their sum over P plus the
-        classifier bias equals the logits (the paper's decoupled output)."""
-        parts = self.parts(x)
-        contributions = torch.stack([p.mean((2, 3)) @ self.classifier.weight.T for _, p in parts], 1)
-        return [n for n, _ in parts], contributions
+    def block_weights(self) -> list[torch.Tensor]:
+        """Per block, the classifier weights that multiply its features, ``(K, c_m)`` each: separate column
+        groups ``w_m^c`` with ensemble connections, the same ``w^c`` for every block with additive shortcuts."""
+        if self.connection == "additive":
+            return [self.classifier.weight] * len(self.groups)
+        return list(self.classifier.weight.split(self.groups, dim=1))
+
+    def block_maps(self, x: torch.Tensor, classes: torch.Tensor, merge_relu: bool = False) -> torch.Tensor:
+        """Per-block contribution maps to the score of ``classes (B,)``: ``(B, M, h, w)`` at the final
+        resolution, ``w_m^c . pool(F_m)``; their spatial means sum (with the bias) to the class score."""
+        outputs, final = self.block_outputs(x, merge_relu)
+        side = final.shape[-1]
+        maps = [torch.einsum("bc,bchw->bhw", w[classes], _pool_to(o, side))
+                for w, o in zip(self.block_weights(), outputs)]
+        return torch.stack(maps, 1)
+
+    def block_contributions(self, x: torch.Tensor, merge_relu: bool = False) -> torch.Tensor:
+        """Every block's contribution to every class score, ``(B, M, K)``: ``w_m^c . GAP(F_m)``."""
+        outputs, _ = self.block_outputs(x, merge_relu)
+        return torch.stack([o.mean((2, 3)) @ w.T for w, o in zip(self.block_weights(), outputs)], 1)
+
+
+class AASModule(nn.Module):
+    """The auxiliary attention sharpening module M: attention pooling of ``C(I)`` and a classifier.
+
+    ``forward(feats (B, D, h, w))`` -> ``(logits (B, K), spatial attention (B, h*w))``; ``classifier.weight``
+    (K, D) holds the ``w^c`` of the class map ``c = (w^c)^T C(I)``.
+    """
+
+    def __init__(self, feature_dim: int, num_classes: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.score = nn.Sequential(nn.Conv2d(feature_dim, hidden, 1), nn.Tanh(), nn.Conv2d(hidden, 1, 1))
+        self.classifier = nn.Linear(feature_dim, num_classes)
+
+    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        alpha = torch.softmax(self.score(feats).flatten(1), 1)
+        pooled = torch.einsum("bp,bdp->bd", alpha, feats.flatten(2))
+        return self.classifier(pooled), alpha
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -145,26 +193,46 @@ class ReportLSTM(nn.Module):
 
 
 class MDNet(nn.Module):
-    """Image model + report generator. ``forward(images, tokens)`` -> ``(class logits, word logits, attention)``."""
+    """Image model D + AAS module M + report generator L.
+
+    ``forward(images, tokens)`` -> ``(class logits, word logits, attention, class map)``; ``diagnose(images)``
+    -> class logits alone. ``aas=False`` drops M: the diagnosis and the class map then come from D's own
+    GAP + FC classifier (the no-AAS ablation).
+    """
 
     def __init__(self, vocab_size: int, num_classes: int = 4, width: int = 16, beta: float = 0.5, eta: float = 1.0,
-                 **lm_kwargs: int) -> None:
+                 aas: bool = True, **lm_kwargs: int) -> None:
         super().__init__()
         if not 0 <= beta <= 1:
             raise ValueError(f"beta: expected a weight in [0, 1], got {beta!r}")
         self.image = MDNetImage(num_classes, width)
+        self.aas = AASModule(self.image.out_channels, num_classes) if aas else None
         self.language = ReportLSTM(vocab_size, self.image.out_channels, **lm_kwargs)
         self.beta, self.eta = beta, eta
 
+    @property
+    def class_weights(self) -> torch.Tensor:
+        """The ``w^c`` of the class map, ``(K, D)``: M's classifier, or D's without AAS."""
+        return (self.aas or self.image).classifier.weight
+
+    def classify(self, feats: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(B, K)`` from ``C(I)``: through M (attention pooling) or D's GAP + FC."""
+        return self.aas(feats)[0] if self.aas is not None else self.image.classifier(feats.mean((2, 3)))
+
     def class_map(self, feats: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """``c = (w^c)^T C(I)``: the CAM of ``classes (B,)``, ``(B, h, w)``."""
-        return torch.einsum("bd,bdhw->bhw", self.image.classifier.weight[classes], feats)
+        """``c = (w^c)^T C(I)`` for ``classes (B,)``: ``(B, h, w)``."""
+        return torch.einsum("bd,bdhw->bhw", self.class_weights[classes], feats)
 
     def check_images(self, images: torch.Tensor) -> None:
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images: expected (B, 3, S, S), got {getattr(images, 'shape', type(images))}")
         if images.shape[-1] % 8 or images.shape[-2] % 8 or images.shape[-1] < 32:
             raise ValueError(f"images: side must be a multiple of 8 and >= 32, got {tuple(images.shape[-2:])}")
+
+    def diagnose(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(B, K)`` (no report)."""
+        self.check_images(images)
+        return self.classify(self.image.features(images))
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -175,10 +243,9 @@ class MDNet(nn.Module):
         if tokens.max() >= self.language.vocab_size or tokens.min() < 0:
             raise ValueError(f"tokens: ids must lie in [0, {self.language.vocab_size}), got {tokens.min()}..{tokens.max()}")
         feats = self.image.features(images)
-        class_logits = self.image.classifier(feats.mean((2, 3)))
+        class_logits = self.classify(feats)
         lm_feats = scale_grad(feats, self.beta * self.eta)
-        predicted = class_logits.argmax(1).detach()
-        cam = self.class_map(lm_feats, predicted)
+        cam = self.class_map(lm_feats, class_logits.argmax(1).detach())
         word_logits, attention = self.language(lm_feats, cam, tokens)
         return class_logits, word_logits, attention, cam
 
@@ -194,7 +261,7 @@ class MDNet(nn.Module):
         self.eval()
         feats = self.image.features(images)
         h, w = feats.shape[-2:]
-        cam = self.class_map(feats, self.image.classifier(feats.mean((2, 3))).argmax(1))
+        cam = self.class_map(feats, self.classify(feats).argmax(1))
         if beam == 1:
             results, attentions = self._greedy(feats, cam, bos, eos, max_len)
             self.train(was)
@@ -258,23 +325,14 @@ class MDNet(nn.Module):
         return tokens, torch.stack(atts) if atts else torch.zeros(0, cam.numel())
 
 
-def mdnet_loss(class_logits: torch.Tensor, labels: torch.Tensor, word_logits: torch.Tensor, tokens: torch.Tensor,
-               attention: torch.Tensor, cam: torch.Tensor | None, beta: float, aas_weight: float = 0.0
-               ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Joint objective ``(1 - beta) L_M + L_L (+ aas_weight * L_AAS)``. The image model's share of L_L is
-    scaled to ``beta * eta`` inside :class:`MDNet` (gradient scaling), so the total gradient on the image
-    model is ``(1 - beta) dL_M + beta eta dL_L`` as in the paper's update, up to the common factor.
-    L_AAS (auxiliary attention sharpening): KL from the class map's spatial softmax to each step's attention."""
+def mdnet_loss(class_logits: torch.Tensor, labels: torch.Tensor, word_logits: torch.Tensor | None,
+               tokens: torch.Tensor | None, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Joint objective ``(1 - beta) L_M + L_L`` (``L_M`` alone when ``word_logits`` is None: image only).
+    The image model's share of ``L_L`` is scaled to ``beta * eta`` inside :class:`MDNet` (gradient scaling), so
+    the image model's gradient is ``(1 - beta) dL_M + beta eta dL_L`` as in the paper's update."""
     l_m = F.cross_entropy(class_logits, labels)
+    if word_logits is None:
+        return l_m, {"image": float(l_m.detach())}
     target = tokens[:, 1:]
     l_l = F.cross_entropy(word_logits.reshape(-1, word_logits.shape[-1]), target.reshape(-1), ignore_index=0)
-    total = (1 - beta) * l_m + l_l
-    parts = {"image": float(l_m.detach()), "language": float(l_l.detach())}
-    if aas_weight > 0 and cam is not None:
-        reference = torch.softmax(cam.flatten(1), 1).detach()                 # (B, hw)
-        mask = (target > 0).float()                                          # real words only
-        kl = (reference[:, None] * (reference[:, None].clamp_min(1e-12).log() - attention.clamp_min(1e-12).log())).sum(-1)
-        l_aas = (kl * mask).sum() / mask.sum().clamp_min(1)
-        total = total + aas_weight * l_aas
-        parts["aas"] = float(l_aas.detach())
-    return total, parts
+    return (1 - beta) * l_m + l_l, {"image": float(l_m.detach()), "language": float(l_l.detach())}

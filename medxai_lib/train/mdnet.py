@@ -1,16 +1,23 @@
-"""Training MDNet on reports: the joint objective, cached by config hash like :func:`medxai_lib.train.fit`."""
+"""Training MDNet on reports: the joint objective, cached by config hash like :func:`medxai_lib.train.fit`.
+
+Every model here sees each training image once per epoch, in the same batches for a given seed (equal
+image-update budgets): the joint model with one of the image's reports (report ``(epoch + i) mod R``),
+the image-only variants with the label alone.
+"""
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
 
-from medxai_lib.data.phantoms.histology import Vocabulary
-from medxai_lib.models.mdnet import MDNet, mdnet_loss
+from medxai_lib.data.phantoms.histology import Vocabulary, tokenize
+from medxai_lib.models.mdnet import MDNet, MDNetImage, mdnet_loss
 from medxai_lib.runtime import atomic_write, cache_dir, config_hash, progress, resolve_device, seed_everything
 
 
@@ -21,84 +28,171 @@ class MDNetConfig:
     batch_size: int = 32
     beta: float = 0.5
     eta: float = 1.0
-    aas_weight: float = 0.0
+    aas: bool = True               # the AAS module M classifies and gives w^c (False: D's GAP + FC does)
+    language: bool = True          # False: image model + M trained on the label alone (same batches)
     max_len: int = 48
-    reports_per_image: int = 5     # reports used per image and epoch (the first k of its 5)
     seed: int = 0
 
 
-class ReportPairs(Dataset):
-    """(image, one of its reports as token ids, label) pairs: every image once per report."""
-
-    def __init__(self, dataset: Dataset, vocab: Vocabulary, max_len: int, reports_per_image: int = 5) -> None:
-        self.dataset, self.vocab, self.max_len = dataset, vocab, max_len
-        self.index = [(i, r) for i in range(len(dataset)) for r in range(min(reports_per_image, len(dataset.reports[i])))]
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, k: int) -> dict[str, Any]:
-        i, r = self.index[k]
-        item = self.dataset[i]
-        return {"image": item["image"], "label": item["label"],
-                "tokens": torch.tensor(self.vocab.encode(self.dataset.reports[i][r], self.max_len))}
+def stack_dataset(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images (N, 3, S, S), labels (N,))`` of a dataset of dicts."""
+    items = [dataset[i] for i in range(len(dataset))]
+    return torch.stack([it["image"] for it in items]), torch.stack([torch.as_tensor(it["label"]) for it in items])
 
 
-def fit_mdnet(train: Dataset, vocab: Vocabulary, config: MDNetConfig = MDNetConfig(), num_classes: int = 4,
-              device: str = "auto", cache_key: dict[str, Any] | None = None, show_progress: bool | None = None
-              ) -> tuple[MDNet, list[dict[str, float]], bool]:
-    """Train an :class:`MDNet` on a dataset with ``reports``; returns ``(model, history, from_cache)``."""
-    device = resolve_device(device)
-    seed_everything(config.seed)
-    model = MDNet(len(vocab), num_classes, beta=config.beta, eta=config.eta).to(device)
+def encode_reports(reports: list[list[str]], vocab: Vocabulary, max_len: int) -> torch.Tensor:
+    """Token ids ``(N, R, max_len)`` of ``R`` reports per image (padded with 0)."""
+    if len({len(r) for r in reports}) != 1:
+        raise ValueError("reports: expected the same number of reports for every image")
+    return torch.tensor([[vocab.encode(r, max_len) for r in per_image] for per_image in reports])
+
+
+def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+    return list(order.split(batch_size))
+
+
+def _cached(kind: str, model: nn.Module, config: MDNetConfig, cache_key: dict[str, Any] | None,
+            extra: dict[str, Any], train: Callable[[], list[dict[str, float]]], device: torch.device
+            ) -> tuple[list[dict[str, float]], bool]:
+    """Load ``model`` from the cache when its key exists, else run ``train()`` and save it."""
     path = None
     if cache_key is not None:
-        key = {"config": asdict(config), "data": cache_key, "vocab": vocab.itos, "arch": repr(model)}
-        path = cache_dir() / "checkpoints" / f"mdnet-{config_hash(key)}.pt"
+        key = {"config": asdict(config), "data": cache_key, "arch": repr(model), **extra}
+        path = cache_dir() / "checkpoints" / f"{kind}-{config_hash(key)}.pt"
         if path.exists():
             saved = torch.load(path, map_location=device, weights_only=True)
             model.load_state_dict(saved["state_dict"])
-            return model.eval(), json.loads(saved["history"]), True
-    loader = DataLoader(ReportPairs(train, vocab, config.max_len, config.reports_per_image), batch_size=config.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(config.seed))
+            model.eval()
+            return json.loads(saved["history"]), True
+    history = train()
+    model.eval()
+    if path is not None:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        atomic_write(path, lambda tmp: torch.save({"state_dict": state, "history": json.dumps(history)}, tmp))
+    return history, False
+
+
+def _optimise(model: nn.Module, config: MDNetConfig, n: int, step: Callable[[torch.Tensor, int], dict[str, float]],
+              show_progress: bool | None) -> list[dict[str, float]]:
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, config.epochs * len(loader)))
+    n_batches = -(-n // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, config.epochs * n_batches))
     history = []
     for epoch in progress(range(config.epochs), enabled=show_progress, desc="epochs"):
         model.train()
         sums: dict[str, float] = {}
-        for batch in loader:
-            images, labels, tokens = batch["image"].to(device), batch["label"].to(device), batch["tokens"].to(device)
-            class_logits, word_logits, attention, cam = model(images, tokens)
-            loss, parts = mdnet_loss(class_logits, labels, word_logits, tokens, attention, cam, config.beta,
-                                     config.aas_weight)
+        for idx in _batches(n, config.batch_size, config.seed, epoch):
+            loss, parts = step(idx, epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v / len(loader)
+                sums[k] = sums.get(k, 0.0) + v / n_batches
         history.append({"epoch": epoch + 1, **sums})
-    model.eval()
-    if path is not None:
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        atomic_write(path, lambda tmp: torch.save({"state_dict": state, "history": json.dumps(history)}, tmp))
-    return model, history, False
+    return history
 
 
-def report_log_likelihood(model: MDNet, images: torch.Tensor, vocab: Vocabulary, text: str, batch_size: int = 64
-                          ) -> np.ndarray:
-    """``log p(text | image)`` per image, teacher-forced (retrieval by symptom description), ``(N,)``."""
-    ids = torch.tensor(vocab.encode(text))
-    if (ids == vocab.stoi["<unk>"]).any():
-        unknown = [w for w in text.lower().split() if w not in vocab.stoi]
+def fit_mdnet(train: Dataset, vocab: Vocabulary, config: MDNetConfig = MDNetConfig(), num_classes: int = 4,
+              device: str = "auto", cache_key: dict[str, Any] | None = None, show_progress: bool | None = None
+              ) -> tuple[MDNet, list[dict[str, float]], bool]:
+    """Train an :class:`MDNet` on a dataset with ``reports``; returns ``(model, history, from_cache)``.
+    With ``config.language=False`` only ``L_M`` trains (the image-only model with the same budget)."""
+    device = resolve_device(device)
+    seed_everything(config.seed)
+    model = MDNet(len(vocab), num_classes, beta=config.beta, eta=config.eta, aas=config.aas).to(device)
+
+    def run() -> list[dict[str, float]]:
+        images, labels = stack_dataset(train)
+        tokens = encode_reports(train.reports, vocab, config.max_len)
+
+        def step(idx: torch.Tensor, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
+            x, y = images[idx].to(device), labels[idx].to(device)
+            if not config.language:
+                return mdnet_loss(model.diagnose(x), y, None, None, config.beta)
+            tok = tokens[idx, (epoch + idx) % tokens.shape[1]].to(device)
+            tok = tok[:, :int((tok > 0).sum(1).max())]                    # trim padding columns
+            class_logits, word_logits, _, _ = model(x, tok)
+            return mdnet_loss(class_logits, y, word_logits, tok, config.beta)
+        return _optimise(model, config, len(images), step, show_progress)
+
+    history, cached = _cached("mdnet", model, config, cache_key, {"vocab": vocab.itos}, run, device)
+    return model, history, cached
+
+
+def fit_image_model(train: Dataset, connection: str = "ensemble", config: MDNetConfig = MDNetConfig(),
+                    num_classes: int = 4, device: str = "auto", cache_key: dict[str, Any] | None = None,
+                    show_progress: bool | None = None) -> tuple[MDNetImage, list[dict[str, float]], bool]:
+    """Train the image model D alone (GAP + FC, cross-entropy) with ``connection`` ``"ensemble"`` or
+    ``"additive"``, on the same batches as :func:`fit_mdnet`; returns ``(model, history, from_cache)``."""
+    device = resolve_device(device)
+    seed_everything(config.seed)
+    model = MDNetImage(num_classes, connection=connection).to(device)
+
+    def run() -> list[dict[str, float]]:
+        images, labels = stack_dataset(train)
+
+        def step(idx: torch.Tensor, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
+            loss = F.cross_entropy(model(images[idx].to(device)), labels[idx].to(device))
+            return loss, {"image": float(loss.detach())}
+        return _optimise(model, config, len(images), step, show_progress)
+
+    history, cached = _cached("mdnet-image", model, config, cache_key, {"connection": connection}, run, device)
+    return model, history, cached
+
+
+@torch.no_grad()
+def report_log_likelihood(model: MDNet, images: torch.Tensor, vocab: Vocabulary, text: str,
+                          prefixes: list[str] | None = None, batch_size: int = 64) -> np.ndarray:
+    """``log p(text | I, prefix)`` per image, teacher-forced, ``(N,)``: the summed log-probabilities of the
+    words of ``text`` (and its ``<eos>`` when there is no prefix). ``prefixes`` (one string per image, e.g. the
+    sentences a report has before the one asked about) are read first and not scored."""
+    query = tokenize(text)
+    unknown = [w for w in query if w not in vocab.stoi]
+    if unknown:
         raise ValueError(f"text: words not in the vocabulary: {unknown}")
-    out = []
+    if prefixes is not None and len(prefixes) != len(images):
+        raise ValueError(f"prefixes: expected one per image ({len(images)}), got {len(prefixes)}")
     model.eval()
-    with torch.no_grad():
-        for part in images.split(batch_size):
-            tokens = ids.expand(len(part), -1).to(part.device)
-            _, word_logits, _, _ = model(part, tokens)
-            logp = torch.log_softmax(word_logits, -1).gather(2, tokens[:, 1:, None])[..., 0]
-            out.append(logp.sum(1).cpu())
+    out = []
+    for start in range(0, len(images), batch_size):
+        part = images[start:start + batch_size]
+        heads = [tokenize(prefixes[start + b]) if prefixes is not None else [] for b in range(len(part))]
+        seqs = [[vocab.stoi["<bos>"]] + [vocab.stoi.get(w, vocab.stoi["<unk>"]) for w in head + query]
+                + ([] if prefixes is not None else [vocab.stoi["<eos>"]]) for head in heads]
+        width = max(map(len, seqs))
+        tokens = torch.tensor([s + [0] * (width - len(s)) for s in seqs], device=part.device)
+        _, word_logits, _, _ = model(part, tokens)
+        logp = torch.log_softmax(word_logits, -1).gather(2, tokens[:, 1:, None])[..., 0]      # (B, T-1)
+        scored = torch.zeros_like(logp, dtype=torch.bool)
+        for b, (head, seq) in enumerate(zip(heads, seqs)):
+            scored[b, len(head):len(seq) - 1] = True
+        out.append((logp * scored).sum(1).cpu())
     return torch.cat(out).numpy()
+
+
+VARIANTS = ("MDNet (joint, AAS)", "MDNet (joint, no AAS)", "image model alone (ensemble)",
+            "image model alone (additive)")
+
+
+def fit_variants(train: Dataset, vocab: Vocabulary, seeds: list[int], config: MDNetConfig = MDNetConfig(),
+                 num_classes: int = 4, device: str = "auto", cache_key: dict[str, Any] | None = None
+                 ) -> tuple[dict[str, list[nn.Module]], int]:
+    """The four models of the fair comparison for every seed, all with the same epochs, batches and
+    image-update budget: MDNet with and without AAS (joint), the image model alone with ensemble
+    connections and with additive shortcuts. Returns ``({variant: [model per seed]}, number from cache)``."""
+    from dataclasses import replace
+    models: dict[str, list[nn.Module]] = {v: [] for v in VARIANTS}
+    cached = 0
+    for seed in seeds:
+        cfg = replace(config, seed=int(seed))
+        for name, aas in zip(VARIANTS[:2], (True, False)):
+            model, _, hit = fit_mdnet(train, vocab, replace(cfg, aas=aas), num_classes, device, cache_key)
+            models[name].append(model)
+            cached += hit
+        for name, connection in zip(VARIANTS[2:], ("ensemble", "additive")):
+            model, _, hit = fit_image_model(train, connection, cfg, num_classes, device, cache_key)
+            models[name].append(model)
+            cached += hit
+    return models, cached

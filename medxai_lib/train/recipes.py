@@ -146,3 +146,26 @@ def dr_detector(seed: int = 0, image_size: int = 96, n_train: int = 900, n_val: 
            "renderer": FUNDUS_RENDERER_VERSION}
     result = fit(net, train, val, config, device=resolve_device(device), cache_key=key)
     return TrainedDetector(result.model, train, val, result)
+
+
+def shortcut_classifier(seed: int = 0, marker_correlation: float = 1.0, image_size: int = 96,
+                        n_train_studies: int = 300, arch: str = "densenet_small", epochs: int = 12,
+                        batch_size: int = 32, lr: float = 1e-3, device: str = "auto") -> TrainedRadiographModel:
+    """An abnormality classifier trained on phantoms whose laterality marker correlates with the label by
+    ``marker_correlation`` (1: every abnormal study has one, no normal study; 0: independent of the label).
+    Same recipe as :func:`radiograph_classifier` (architecture, epochs, optimiser) so the two are comparable;
+    ``seed`` sets both the training phantom (``seed + 3000``) and the initial weights. No validation split
+    (the notebook tests on marker-uncorrelated images). Cached."""
+    if not -1.0 <= marker_correlation <= 1.0:
+        raise ValueError(f"marker_correlation: expected a value in [-1, 1], got {marker_correlation!r}")
+    from medxai_lib.data import RadiographPhantom
+    channels = 3 if arch == "densenet169" else 1
+    train = RadiographPhantom(n_train_studies, size=image_size, seed=seed + 3000, channels=channels,
+                              marker_correlation=marker_correlation)
+    seed_everything(seed)
+    net = build_model(arch, num_classes=1, in_channels=channels)
+    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    key = {"data": "phantom-marker", "size": image_size, "train": n_train_studies, "seed": seed,
+           "marker_correlation": float(marker_correlation)}
+    result = fit(net, train, None, config, device=resolve_device(device), cache_key=key)
+    return TrainedRadiographModel(result.model, train, train, result, None, key)

@@ -5,10 +5,12 @@ from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
 import torch
 
 from medxai_lib.data.transforms import denormalize_image
 from medxai_lib.explain.cam import normalize, upsample
+from medxai_lib.viz.colours import CONFOUNDER_COLOUR, EVIDENCE_COLOUR, draw_contour
 
 
 def to_display(image: torch.Tensor, normalized: bool = True) -> np.ndarray:
@@ -35,7 +37,7 @@ def plot_map_grid(images: torch.Tensor, columns: Mapping[str, torch.Tensor], mas
 
     ``images (B, C, H, W)``; each column ``(B, 1, h, w)`` (upsampled, clipped to its 1-99% quantiles and
     min-max normalised per map);
-    ``masks (B, 1, H, W)`` drawn as cyan contours.
+    ``masks (B, 1, H, W)`` drawn as evidence contours (:data:`EVIDENCE_COLOUR`).
     """
     batch = images.shape[0]
     ncols = 1 + len(columns)
@@ -56,7 +58,7 @@ def plot_map_grid(images: torch.Tensor, columns: Mapping[str, torch.Tensor], mas
                 axes[row, col].set_title(name, fontsize=fontsize)
         if masks is not None:
             for col in range(ncols):
-                axes[row, col].contour(masks[row, 0].cpu().numpy(), levels=[0.5], colors="cyan", linewidths=0.7)
+                draw_contour(axes[row, col], masks[row, 0], EVIDENCE_COLOUR, linewidth=0.8)
     axes[0, 0].set_title("image", fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
@@ -68,22 +70,32 @@ def plot_map_grid(images: torch.Tensor, columns: Mapping[str, torch.Tensor], mas
 
 
 def plot_gallery(images: torch.Tensor, titles: Sequence[str], masks: torch.Tensor | None = None,
-                 extra_masks: torch.Tensor | None = None, ncols: int = 8, normalized_images: bool = True,
-                 cell_inches: float = 1.6) -> plt.Figure:
-    """A grid of images with optional evidence (red) and confounder (yellow) contours."""
+                  extra_masks: torch.Tensor | None = None, ncols: int = 8, normalized_images: bool = True,
+                 cell_inches: float = 1.6, mask_labels: tuple[str, str] = ("evidence", "confounder")) -> plt.Figure:
+    """A grid of ``images (B, C, H, W)`` with optional ``masks`` / ``extra_masks (B, 1, H, W)`` outlined in the
+    evidence and confounder colours (:data:`EVIDENCE_COLOUR`, :data:`CONFOUNDER_COLOUR`), named in a legend
+    by ``mask_labels``."""
     batch = images.shape[0]
     nrows = int(np.ceil(batch / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell_inches * ncols, cell_inches * nrows + 0.3), squeeze=False)
+    shown = [(label, colour) for field, label, colour in ((masks, mask_labels[0], EVIDENCE_COLOUR),
+                                                         (extra_masks, mask_labels[1], CONFOUNDER_COLOUR))
+             if field is not None]
+    legend_inches = 0.3 if shown else 0.0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell_inches * ncols, cell_inches * nrows + 0.3 + legend_inches),
+                             squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= batch:
             continue
         ax.imshow(to_display(images[i], normalized_images), cmap="gray", vmin=0, vmax=1)
-        for field, colour in ((masks, "red"), (extra_masks, "yellow")):
-            if field is not None and field[i].sum() > 0:
-                ax.contour(field[i, 0].cpu().numpy(), levels=[0.5], colors=colour, linewidths=0.6)
+        for field, colour in ((masks, EVIDENCE_COLOUR), (extra_masks, CONFOUNDER_COLOUR)):
+            if field is not None:
+                draw_contour(ax, field[i, 0], colour, linewidth=0.8)
         ax.set_title(titles[i], fontsize=7)
-    fig.tight_layout()
+    if shown:
+        fig.legend([Line2D([], [], color=c, lw=2) for _, c in shown], [label for label, _ in shown],
+                   loc="lower center", ncol=len(shown), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, legend_inches / fig.get_size_inches()[1], 1, 1))
     return fig
 
 
@@ -92,7 +104,8 @@ def plot_feature_maps(images: torch.Tensor, activations: torch.Tensor, units: Se
                       masks: torch.Tensor | None = None, title: str | None = None, cmap: str = "viridis",
                       alpha: float = 0.6, cell_inches: float = 1.6) -> plt.Figure:
     """Van Molle-style figure: rows = images, columns = the image then the chosen units' feature maps
-    (upsampled, scaled per unit over the shown images) blended over it. ``activations (B, K, h, w)``."""
+    (upsampled, scaled per unit over the shown images) blended over it. ``activations (B, K, h, w)``;
+    ``masks (B, 1, H, W)`` outlined in :data:`EVIDENCE_COLOUR`."""
     size = tuple(images.shape[-2:])
     chosen = upsample(activations[:, list(units)].detach().cpu().float(), size)
     scale = chosen.amax((0, 2, 3), keepdim=True).clamp_min(1e-12)
@@ -109,7 +122,7 @@ def plot_feature_maps(images: torch.Tensor, activations: torch.Tensor, units: Se
             axes[row, col].imshow(base, cmap="gray", vmin=0, vmax=1)
             axes[row, col].imshow(maps[row, 0].numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
             if masks is not None:
-                axes[row, col].contour(masks[row, 0].cpu().numpy(), levels=[0.5], colors="white", linewidths=0.5)
+                draw_contour(axes[row, col], masks[row, 0], EVIDENCE_COLOUR, linewidth=0.7)
             if row == 0:
                 axes[row, col].set_title(name, fontsize=7)
     for ax in axes.flat:

@@ -7,6 +7,10 @@ known region (one mask per attribute):
 * ``polarity``: nuclei lose their common orientation;   * ``mitosis``: dark, ragged mitotic figures;
 * ``nucleoli``: a prominent dark nucleolus per nucleus.
 
+Grades: by default one latent severity per image drives all five grades (they correlate, so a grade mostly
+restates the class); ``grade_correlation=r`` draws them from a Gaussian copula with correlation ``r``
+(``0``: independent attributes) and marginals ``grade_probs``.
+
 Class rule (:func:`histology_class`): ``insufficient information`` when too little tissue is present;
 ``high grade`` when any attribute is severe or the grades sum to >= 5; ``low grade`` when they sum to
 >= 2; else ``normal``. Each image gets 5 reports drawn from varied templates (synonyms, word order):
@@ -81,6 +85,17 @@ def make_reports(grades: dict[str, int], sufficient: bool, rng: np.random.Genera
         parts.append(rng.choice(_CONCLUSIONS[label]))
         reports.append(" . ".join(parts) + " .")
     return reports
+
+
+def correlated_grades(rng: np.random.Generator, correlation: float, probs: np.ndarray) -> dict[str, int]:
+    """Grades from a Gaussian copula: ``z_a = sqrt(r) s + sqrt(1 - r) e_a`` cut at the quantiles of ``probs``
+    (P(grade 0), P(1), P(2)), so every attribute has these marginals and any two latent scores correlate by
+    ``r`` (0: attributes independent of each other; the class still follows from the grades)."""
+    from scipy.stats import norm
+    cuts = norm.ppf(np.cumsum(probs)[:2])
+    shared, own = rng.standard_normal(), rng.standard_normal(len(ATTRIBUTES))
+    z = np.sqrt(correlation) * shared + np.sqrt(1 - correlation) * own
+    return {a: int(np.searchsorted(cuts, v)) for a, v in zip(ATTRIBUTES, z)}
 
 
 def tokenize(text: str) -> list[str]:
@@ -207,17 +222,27 @@ class HistologyPhantom(PhantomDataset, Dataset):
     """
 
     def __init__(self, n_images: int = 200, size: int = 128, seed: int = 0, insufficient_prob: float = 0.05,
-                 normalize: bool = True, cache: bool = True) -> None:
+                 normalize: bool = True, cache: bool = True, grade_correlation: float | None = None,
+                 grade_probs: tuple[float, float, float] = (0.6, 0.3, 0.1)) -> None:
         check_count("n_images", n_images)
         check_size(size)
         if not 0 <= insufficient_prob <= 1:
             raise ValueError(f"insufficient_prob: expected a probability, got {insufficient_prob!r}")
+        if grade_correlation is not None and not 0 <= grade_correlation < 1:
+            raise ValueError(f"grade_correlation: expected None or a number in [0, 1), got {grade_correlation!r}")
+        probs = np.asarray(grade_probs, dtype=float)
+        if probs.shape != (3,) or (probs <= 0).any() or abs(probs.sum() - 1) > 1e-6:
+            raise ValueError(f"grade_probs: expected 3 positive probabilities summing to 1, got {grade_probs!r}")
         rng = np.random.default_rng([seed, 17])
         self.size, self.normalize, self.cache = size, normalize, cache
+        self.grade_correlation = grade_correlation
         self.specs, self.reports = [], []
         for i in range(n_images):
-            severity = rng.uniform(0, 1)
-            grades = {a: int(np.clip(np.round(rng.normal(1.7 * severity - 0.1, 0.5)), 0, 2)) for a in ATTRIBUTES}
+            if grade_correlation is None:        # one latent severity drives every grade (the default)
+                severity = rng.uniform(0, 1)
+                grades = {a: int(np.clip(np.round(rng.normal(1.7 * severity - 0.1, 0.5)), 0, 2)) for a in ATTRIBUTES}
+            else:
+                grades = correlated_grades(rng, grade_correlation, probs)
             sufficient = bool(rng.random() >= insufficient_prob)
             spec = HistologySpec(i, f"patient{i // 30:03d}", tuple(grades.items()), sufficient, int(rng.integers(2**31)))
             self.specs.append(spec)

@@ -18,6 +18,7 @@ class MedMNIST(Dataset):
     """One split of a MedMNIST npz: ``<split>_images`` uint8 (N, S, S[, 3]) and ``<split>_labels`` (N, 1).
 
     Items: ``image`` (1 or 3, S, S) normalised, ``label`` () long (first label column), ``meta`` (index).
+    Labels must be non-negative integers (stored as ints or whole-number floats); -1 or 1.9 are refused.
     """
 
     def __init__(self, path: str | Path, split: str = "train") -> None:
@@ -40,8 +41,17 @@ class MedMNIST(Dataset):
             images, labels = data[wanted[0]], data[wanted[1]]
         if images.ndim not in (3, 4) or images.dtype != np.uint8:
             raise ValueError(f"{path}: {split}_images must be uint8 (N, S, S[, 3]), got {images.dtype} {images.shape}")
+        if len(images) == 0:
+            raise ValueError(f"{path}: {split}_images is empty (0 images)")
         if len(images) != len(labels):
             raise ValueError(f"{path}: {len(images)} {split}_images but {len(labels)} {split}_labels")
+        if labels.dtype.kind not in "biuf" or labels.dtype.kind == "b":
+            raise ValueError(f"{path}: {split}_labels must be integer class indices, got dtype {labels.dtype}")
+        bad = ~np.isfinite(labels) | (labels < 0) | (labels != np.round(labels)) if labels.dtype.kind == "f" \
+            else labels < 0
+        if bad.any():
+            raise ValueError(f"{path}: {split}_labels must be non-negative integers; got {np.unique(labels[bad])[:10]} "
+                             f"at row(s) {np.flatnonzero(bad.reshape(len(labels), -1).any(1))[:10].tolist()}")
         self.path, self.split = path, split
         self.images, self._labels = images, labels.reshape(len(labels), -1).astype(np.int64)
 

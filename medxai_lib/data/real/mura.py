@@ -14,14 +14,13 @@ import csv
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
-from medxai_lib.data.real.common import ImageListDataset
+from medxai_lib.data.real.common import ImageListDataset, read_grey, resolve_inside
 from medxai_lib.data.transforms import radiograph_transform
 
 SPLITS = ("train", "valid")
+BODY_PARTS = ("ELBOW", "FINGER", "FOREARM", "HAND", "HUMERUS", "SHOULDER", "WRIST")
 
 
 def _mura_dir(root: str | Path) -> Path:
@@ -33,18 +32,44 @@ def _mura_dir(root: str | Path) -> Path:
                             f"{root / 'MURA-v1.1' / 'train_image_paths.csv'} or {root / 'train_image_paths.csv'})")
 
 
-def _read_rows(path: Path) -> list[list[str]]:
+def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """``(line number, cells)`` of a header-less MURA CSV; blank lines are skipped, and so is a header
+    row (a first row whose path cell has no '/', e.g. ``Path,Label``); a UTF-8 BOM is ignored."""
     if not path.exists():
         raise FileNotFoundError(f"MURA: missing index file {path}")
-    with open(path, newline="", encoding="utf-8") as fh:
-        return [row for row in csv.reader(fh) if row and any(cell.strip() for cell in row)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = [(n, row) for n, row in enumerate(csv.reader(fh), start=1) if row and any(c.strip() for c in row)]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{path}: not a readable UTF-8 CSV ({exc})") from exc
+    if rows and "/" not in rows[0][1][0]:
+        rows = rows[1:]
+    if not rows:
+        raise ValueError(f"{path}: lists nothing (empty file); the dataset would be empty")
+    return rows
 
 
-def _resolve(mura_dir: Path, relative: str) -> Path:
-    """CSV paths start with 'MURA-v1.1/'; resolve them against the dataset directory."""
+def _resolve(mura_dir: Path, relative: str, where: str) -> Path:
+    """CSV paths start with 'MURA-v1.1/'; resolve them against the dataset directory, refusing any that
+    escapes it (``ValueError`` naming ``where``, the CSV row)."""
     relative = relative.strip()
     prefix = "MURA-v1.1/"
-    return mura_dir / (relative[len(prefix):] if relative.startswith(prefix) else relative)
+    return resolve_inside(mura_dir, relative[len(prefix):] if relative.startswith(prefix) else relative, where)
+
+
+def _wanted_parts(body_parts: str | tuple[str, ...] | None) -> set[str] | None:
+    if body_parts is None:
+        return None
+    parts = (body_parts,) if isinstance(body_parts, str) else body_parts
+    if not isinstance(parts, (tuple, list, set, frozenset)) or not parts or \
+            not all(isinstance(p, str) for p in parts):
+        raise TypeError(f"body_parts: expected a body part or a non-empty tuple of them, e.g. ('WRIST',), "
+                        f"got {body_parts!r}")
+    wanted = {p.strip().upper().removeprefix("XR_") for p in parts}
+    unknown = sorted(wanted - set(BODY_PARTS))
+    if unknown:
+        raise ValueError(f"body_parts: unknown {unknown}; MURA's body parts are {BODY_PARTS} (with or without 'XR_')")
+    return {f"XR_{p}" for p in wanted}
 
 
 class MuraDataset(ImageListDataset):
@@ -55,10 +80,12 @@ class MuraDataset(ImageListDataset):
         split: ``"train"`` or ``"valid"``.
         size: output side after reflect-padding to square and resizing (baseline: 320).
         channels: 1 or 3 (3 repeats the grey image and uses ImageNet normalisation).
-        body_parts: keep only these (e.g. ``("XR_WRIST",)`` or ``("WRIST",)``); None keeps all.
+        body_parts: keep only these (e.g. ``("XR_WRIST",)``, ``("WRIST",)`` or ``"WRIST"``); None keeps all.
 
     Raises ``FileNotFoundError`` naming the file for a missing CSV, study folder or image, and
-    ``ValueError`` naming the file for a corrupt image or a malformed CSV row.
+    ``ValueError`` naming the file for a corrupt or oversized image (above ``max_pixels``, 4096 x 4096),
+    a malformed CSV row, a CSV path that escapes the dataset folder (naming the row), or an empty
+    selection. 16-bit radiographs are scaled by their bit depth (see ``medxai_lib.data.real.common``).
     """
 
     def __init__(self, root: str | Path, split: str = "valid", size: int = 320, channels: int = 3,
@@ -69,16 +96,17 @@ class MuraDataset(ImageListDataset):
             raise ValueError(f"channels: expected 1 or 3, got {channels!r}")
         if not isinstance(size, int) or size < 16:
             raise ValueError(f"size: expected an int >= 16, got {size!r}")
+        wanted = _wanted_parts(body_parts)
         self.root, self.split, self.size, self.channels = _mura_dir(root), split, size, channels
         study_labels = self._read_studies()
-        wanted = None if body_parts is None else {p if p.startswith("XR_") else f"XR_{p}" for p in body_parts}
         self.paths: list[Path] = []
         self.records: list[dict[str, Any]] = []
-        for row in _read_rows(self.root / f"{split}_image_paths.csv"):
-            path = _resolve(self.root, row[0])
+        csv_path = self.root / f"{split}_image_paths.csv"
+        for line, row in _read_rows(csv_path):
+            path = _resolve(self.root, row[0], f"{csv_path} line {line}")
             parts = Path(row[0].strip()).parts
             if len(parts) < 5:
-                raise ValueError(f"{self.root / f'{split}_image_paths.csv'}: malformed image path {row[0]!r}")
+                raise ValueError(f"{csv_path} line {line}: malformed image path {row[0]!r}")
             body_part, patient, study = parts[-4], parts[-3], parts[-2]
             if wanted is not None and body_part not in wanted:
                 continue
@@ -91,14 +119,18 @@ class MuraDataset(ImageListDataset):
             self.records.append({"body_part": body_part.removeprefix("XR_"), "patient": patient,
                                  "study": study, "view": int("".join(ch for ch in path.stem if ch.isdigit()) or 0),
                                  "label": study_labels[study_key]})
+        if not self.paths:
+            raise ValueError(f"{csv_path}: no images{'' if wanted is None else f' of body parts {sorted(wanted)}'}; "
+                             "the dataset would be empty")
 
     def _read_studies(self) -> dict[str, int]:
         csv_path = self.root / f"{self.split}_labeled_studies.csv"
         labels: dict[str, int] = {}
-        for row in _read_rows(csv_path):
+        for line, row in _read_rows(csv_path):
             if len(row) != 2 or row[1].strip() not in {"0", "1"}:
-                raise ValueError(f"{csv_path}: expected rows 'study_dir/,label' with label 0/1, got {row!r}")
-            study_dir = _resolve(self.root, row[0])
+                raise ValueError(f"{csv_path} line {line}: expected rows 'study_dir/,label' with label 0/1, "
+                                 f"got {row!r}")
+            study_dir = _resolve(self.root, row[0], f"{csv_path} line {line}")
             if not study_dir.is_dir():
                 raise FileNotFoundError(f"MURA: study listed in {csv_path.name} does not exist: {study_dir}")
             labels[str(study_dir.resolve())] = int(row[1])
@@ -113,14 +145,11 @@ class MuraDataset(ImageListDataset):
         return [r["body_part"] for r in self.records]
 
     def load_grey(self, index: int) -> torch.Tensor:
-        """The raw image as a ``(1, H, W)`` float tensor in [0, 1]."""
-        path = self.paths[index]
+        """The raw image as a ``(1, H, W)`` float tensor in [0, 1] (16-bit images scaled by bit depth)."""
         try:
-            with Image.open(path) as img:
-                img.load()
-                grey = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            raise ValueError(f"MURA: cannot read image {path}: {exc}") from exc
+            grey = read_grey(self.paths[index], self.max_pixels)
+        except ValueError as exc:
+            raise ValueError(f"MURA: {exc}") from exc
         return torch.from_numpy(grey)[None]
 
     def load_image(self, index: int) -> torch.Tensor:

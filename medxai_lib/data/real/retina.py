@@ -11,7 +11,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from medxai_lib.data.real.common import ImageListDataset, read_csv, read_image, resize_mask, to_tensor
+from medxai_lib.data.real.common import ImageListDataset, read_csv, read_image, resize_mask, resolve_inside, to_tensor
 from medxai_lib.data.transforms import normalize_image
 
 
@@ -94,7 +94,11 @@ class STARE(Dataset):
 
 class KaggleDR(ImageListDataset):
     """Kaggle Diabetic Retinopathy Detection (2015): ``trainLabels.csv`` (image, level) and
-    ``train/<image>.jpeg``. Every row must have its image; grades 0-4."""
+    ``train/<image>.jpeg``. Every row must have its image; grades 0-4. An image name that would lead
+    out of ``image_dir`` is refused naming the CSV line. Fundus photographs are large (up to about
+    5184 x 3456): the pixel cap is 8192 x 8192."""
+
+    max_pixels = 8192 * 8192
 
     def __init__(self, root: str | Path, size: int | None = 128, image_dir: str = "train") -> None:
         root = Path(root).expanduser()
@@ -104,12 +108,13 @@ class KaggleDR(ImageListDataset):
         for line, row in enumerate(rows, start=2):
             if row["level"].strip() not in {"0", "1", "2", "3", "4"}:
                 raise ValueError(f"{csv_path} line {line}: level must be 0-4, got {row['level']!r}")
-            path = root / image_dir / f"{row['image']}.jpeg"
+            path = resolve_inside(root / image_dir, f"{row['image'].strip()}.jpeg", f"{csv_path} line {line}")
             if not path.is_file():
                 raise FileNotFoundError(f"{csv_path} line {line}: missing image {path}")
             self.paths.append(path)
             patient, _, eye = row["image"].partition("_")
             self.records.append({"label": int(row["level"]), "image_id": row["image"], "patient": patient, "eye": eye})
+        self._require_items(csv_path)
 
     @property
     def patient_ids(self) -> list[str]:

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from medxai_lib.data.phantoms.skin import HAM_CLASSES
-from medxai_lib.data.real.common import ImageListDataset, read_csv
+from medxai_lib.data.real.common import ImageListDataset, read_csv, resolve_inside
 
 ISIC_COLUMNS = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 
 
 class HAM10000(ImageListDataset):
-    """HAM10000 from its metadata CSV and its two image folders (every row must have its image)."""
+    """HAM10000 from its metadata CSV and its two image folders (every row must have its image).
+    An ``image_id`` that would lead out of the image folders is refused naming the CSV line."""
 
     def __init__(self, root: str | Path, size: int | None = 224) -> None:
         root = Path(root).expanduser()
@@ -30,16 +31,18 @@ class HAM10000(ImageListDataset):
             raise FileNotFoundError(f"root: neither {folders[0]} nor {folders[1]} exists")
         self.size, self.paths, self.records = size, [], []
         for line, row in enumerate(rows, start=2):
-            if row["dx"] not in HAM_CLASSES:
-                raise ValueError(f"{root / 'HAM10000_metadata.csv'} line {line}: unknown dx {row['dx']!r}; "
-                                 f"expected one of {HAM_CLASSES}")
-            found = [f / f"{row['image_id']}.jpg" for f in folders if (f / f"{row['image_id']}.jpg").is_file()]
+            where = f"{root / 'HAM10000_metadata.csv'} line {line}"
+            if row["dx"].strip() not in HAM_CLASSES:
+                raise ValueError(f"{where}: unknown dx {row['dx']!r}; expected one of {HAM_CLASSES}")
+            candidates = [resolve_inside(f, f"{row['image_id'].strip()}.jpg", where) for f in folders]
+            found = [c for c in candidates if c.is_file()]
             if not found:
                 raise FileNotFoundError(f"{root / 'HAM10000_metadata.csv'} line {line}: no image "
                                         f"{row['image_id']}.jpg in {folders[0].name} or {folders[1].name}")
             self.paths.append(found[0])
-            self.records.append({"label": HAM_CLASSES.index(row["dx"]), "lesion_id": row["lesion_id"],
-                                 "image_id": row["image_id"], "diagnosis": row["dx"]})
+            self.records.append({"label": HAM_CLASSES.index(row["dx"].strip()), "lesion_id": row["lesion_id"],
+                                 "image_id": row["image_id"], "diagnosis": row["dx"].strip()})
+        self._require_items(root / "HAM10000_metadata.csv")
 
     @property
     def lesion_ids(self) -> list[str]:
@@ -60,12 +63,15 @@ class ISIC2018Task3(ImageListDataset):
                 onehot = np.array([float(row[c]) for c in ISIC_COLUMNS])
             except ValueError as exc:
                 raise ValueError(f"{csv_path} line {line}: non-numeric label ({exc})") from exc
+            if not np.isfinite(onehot).all():
+                raise ValueError(f"{csv_path} line {line}: non-finite label {onehot.tolist()}")
             if not np.isclose(onehot.sum(), 1.0) or not np.isin(onehot, (0.0, 1.0)).all():
                 raise ValueError(f"{csv_path} line {line}: expected a one-hot row, got {onehot.tolist()}")
-            path = folder / f"{row['image']}.jpg"
+            path = resolve_inside(folder, f"{row['image'].strip()}.jpg", f"{csv_path} line {line}")
             if not path.is_file():
                 raise FileNotFoundError(f"{csv_path} line {line}: missing image {path}")
             diagnosis = ISIC_COLUMNS[int(onehot.argmax())].lower()
             self.paths.append(path)
             self.records.append({"label": HAM_CLASSES.index(diagnosis), "image_id": row["image"],
                                  "diagnosis": diagnosis})
+        self._require_items(csv_path)

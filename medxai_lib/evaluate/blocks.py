@@ -1,0 +1,131 @@
+"""Localisation layer by layer, per unit (one image per study), with bootstrap CIs and controls that could win.
+
+The pointing game and the energy share (:mod:`.localisation`) are computed per image for every map set,
+beside three references that use no model: a uniformly random map (its exact expectation: the hit rate is
+the dilated mask's area share, the energy share the mask's), a centre prior (a Gaussian at the image centre)
+and an intensity map (the image itself: bright hardware, cortex). :func:`grid_oracle` gives the ceiling a
+coarse grid can reach (the mask average-pooled to the grid): a 6x6 map cannot put its energy on a one-pixel
+fracture line. :func:`frame_share` measures how much of a map sits on the outermost ring of cells (zero
+padding makes early layers respond to the image border).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medxai_lib.evaluate.localisation import energy_in_mask, mask_fraction, pointing_game
+
+METRICS = ("pointing", "energy")
+
+
+def first_view_per_study(study_ids: Sequence[str]) -> list[int]:
+    """Index of the first image of every study, in order: one unit per study."""
+    seen: dict[str, int] = {}
+    for i, sid in enumerate(study_ids):
+        seen.setdefault(sid, i)
+    return list(seen.values())
+
+
+def centre_prior(n: int, size: int | tuple[int, int], sigma: float = 0.25) -> torch.Tensor:
+    """A Gaussian at the image centre, ``sigma`` in units of the side: ``(n, 1, H, W)``."""
+    if not sigma > 0:
+        raise ValueError(f"sigma: expected a positive fraction of the side, got {sigma!r}")
+    h, w = (size, size) if isinstance(size, int) else size
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h - 0.5
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w - 0.5
+    prior = torch.exp(-(ys[:, None] ** 2 + xs[None] ** 2) / (2 * sigma ** 2))
+    return prior.expand(n, 1, h, w).clone()
+
+
+def grid_oracle(masks: torch.Tensor, grid: int | tuple[int, int]) -> torch.Tensor:
+    """The best map a ``grid`` x ``grid`` layer can draw for each mask: the mask's cover of each cell,
+    ``masks (B, 1, H, W)`` -> ``(B, 1, g, g)``. Its energy share is the ceiling at that resolution."""
+    if masks.ndim != 4 or masks.shape[1] != 1:
+        raise ValueError(f"masks: expected (B, 1, H, W), got shape {tuple(masks.shape)}")
+    return F.adaptive_avg_pool2d(masks.float(), grid)
+
+
+def localisation_units(maps_by_name: Mapping[str, torch.Tensor], masks: torch.Tensor, tolerance: int = 0
+                       ) -> dict[str, dict[str, np.ndarray]]:
+    """Per-image pointing-game hit (0/1) and energy share for every map set ``(B, 1, h, w)``, plus the
+    random-map expectation under the name ``"random map"``. Returns ``{name: {"pointing": (B,), "energy": (B,)}}``."""
+    if not maps_by_name:
+        raise ValueError("maps_by_name: give at least one map set")
+    units = {}
+    for name, maps in maps_by_name.items():
+        if maps.ndim != 4 or maps.shape[0] != masks.shape[0]:
+            raise ValueError(f"maps_by_name[{name!r}]: expected (B, 1, h, w) with B = {masks.shape[0]}, "
+                             f"got {tuple(maps.shape)}")
+        maps = maps[:, :1].detach().float().cpu()
+        units[name] = {"pointing": pointing_game(maps, masks.cpu(), tolerance)[:, 0].float().numpy(),
+                       "energy": energy_in_mask(maps, masks.cpu())[:, 0].numpy()}
+    units["random map"] = {"pointing": mask_fraction(masks.cpu(), tolerance).numpy(),
+                           "energy": mask_fraction(masks.cpu()).numpy()}
+    return units
+
+
+def bootstrap_mean_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+                      ) -> tuple[float, float, float]:
+    """Mean of ``(N,)`` values and its percentile bootstrap CI: ``(mean, lo, hi)``."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 1 or len(values) == 0 or not np.isfinite(values).all():
+        raise ValueError(f"values: expected a non-empty finite (N,) array, got shape {values.shape}")
+    idx = np.random.default_rng(seed).integers(0, len(values), size=(n_boot, len(values)))
+    draws = values[idx].mean(1)
+    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    return float(values.mean()), float(lo), float(hi)
+
+
+def ci_table(units: Mapping[str, Mapping[str, np.ndarray]], metrics: Sequence[str] = METRICS, seed: int = 0,
+             digits: int = 2) -> "pandas.DataFrame":
+    """One row per map set, one ``"mean [lo, hi]"`` column per metric (95% bootstrap CI over units)."""
+    import pandas as pd
+    rows = {}
+    for name, values in units.items():
+        rows[name] = {}
+        for metric in metrics:
+            mean, lo, hi = bootstrap_mean_ci(values[metric], seed=seed)
+            rows[name][metric] = f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return pd.DataFrame(rows).T.rename_axis("maps")
+
+
+def best_of(units: Mapping[str, Mapping[str, np.ndarray]], candidates: Sequence[str], metric: str = "pointing",
+            n_boot: int = 2000, seed: int = 0) -> str:
+    """A sentence, computed from the data: which candidate scores highest on ``metric`` and whether its lead
+    over the runner-up is outside the paired bootstrap 95% CI."""
+    if metric not in METRICS:
+        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+    if len(candidates) < 2 or any(c not in units for c in candidates):
+        raise ValueError(f"candidates: expected >= 2 names among {list(units)}, got {list(candidates)}")
+    means = {c: float(np.mean(units[c][metric])) for c in candidates}
+    ranked = sorted(candidates, key=lambda c: -means[c])
+    best, second = ranked[0], ranked[1]
+    diff = np.asarray(units[best][metric], float) - np.asarray(units[second][metric], float)
+    _, lo, hi = bootstrap_mean_ci(diff, n_boot, seed)
+    verdict = ("a lead outside the 95% CI" if lo > 0 else "a lead inside the 95% CI, so the two are not separated")
+    order = " > ".join(f"{c} {means[c]:.2f}" for c in ranked)
+    return (f"By {metric}, {best} localises best as measured ({order}); its lead over {second} is "
+            f"{means[best] - means[second]:+.2f} [{lo:+.2f}, {hi:+.2f}], {verdict}.")
+
+
+def frame_share(maps: torch.Tensor, width: int = 1) -> torch.Tensor:
+    """Share of each map's positive mass on its outermost ``width`` rings of cells, ``(B, T, h, w)`` -> ``(B, T)``
+    (a map with no positive mass scores 0). Compare with the ring's area share, :func:`frame_area`."""
+    if maps.ndim != 4:
+        raise ValueError(f"maps: expected (B, T, h, w), got shape {tuple(maps.shape)}")
+    h, w = maps.shape[-2:]
+    if not isinstance(width, int) or width < 1 or 2 * width >= min(h, w):
+        raise ValueError(f"width: expected an int in [1, {(min(h, w) - 1) // 2}], got {width!r}")
+    positive = maps.clamp_min(0).float()
+    total = positive.sum((2, 3))
+    inner = positive[..., width:h - width, width:w - width].sum((2, 3))
+    return torch.where(total > 0, (total - inner) / total.clamp_min(1e-12), torch.zeros_like(total))
+
+
+def frame_area(grid: int | tuple[int, int], width: int = 1) -> float:
+    """Area share of the outermost ``width`` rings of a ``grid`` (the frame share of a uniform map)."""
+    h, w = (grid, grid) if isinstance(grid, int) else grid
+    return 1.0 - (h - 2 * width) * (w - 2 * width) / (h * w)

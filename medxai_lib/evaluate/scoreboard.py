@@ -1,0 +1,182 @@
+"""The scoreboard: every method's maps scored per image, a bootstrap CI on every cell, ranks with ties.
+
+A cell of the scoreboard is the mean of one metric over the evaluation images; its 95% CI comes from
+resampling the images (one view per study, so images are independent units). All methods are
+resampled with the same draws (a paired bootstrap), so two methods can be compared by the CI of their
+*difference*: a method's rank is 1 + the number of methods that beat it with a difference CI that
+excludes 0 (methods that no one beats share rank 1; ties are the rule when CIs are wide).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from medxai_lib.evaluate.faithfulness import deletion_insertion_many
+from medxai_lib.evaluate.localisation import auprc, energy_in_mask, pointing_game, topk_iou
+from medxai_lib.evaluate.robustness import sparseness
+
+#: metric -> the good direction ("higher" or "lower"); sparseness is a property, not a score.
+METRICS: dict[str, str] = {"pointing game": "higher", "energy in mask": "higher", "top-k IoU": "higher",
+                           "AUPRC": "higher", "deletion AUC": "lower", "insertion AUC": "higher"}
+LOCALISATION = ("pointing game", "energy in mask", "top-k IoU", "AUPRC")
+
+
+def one_view_per_study(study_ids: Sequence[str], labels: Sequence[int], kinds: Sequence[str],
+                       per_kind: int) -> list[int]:
+    """Indices of the first view of the first ``per_kind`` abnormal studies of each kind (in dataset
+    order, kinds in sorted order), so every image is an independent unit. Raises if a kind has fewer."""
+    if not (len(study_ids) == len(labels) == len(kinds)):
+        raise ValueError(f"study_ids, labels, kinds: expected equal lengths, got {len(study_ids)}, "
+                         f"{len(labels)}, {len(kinds)}")
+    if not isinstance(per_kind, int) or per_kind < 1:
+        raise ValueError(f"per_kind: expected a positive int, got {per_kind!r}")
+    chosen: dict[str, list[int]] = {}
+    seen: set[str] = set()
+    for i, (study, label, kind) in enumerate(zip(study_ids, labels, kinds)):
+        if int(label) != 1 or study in seen:
+            continue
+        seen.add(study)
+        chosen.setdefault(kind, []).append(i)
+    short = {k: len(v) for k, v in chosen.items() if len(v) < per_kind}
+    if short or not chosen:
+        raise ValueError(f"per_kind: {per_kind} studies of each kind wanted, but the data have only {short or chosen}; "
+                         "use more studies or a smaller per_kind")
+    return [i for kind in sorted(chosen) for i in chosen[kind][:per_kind]]
+
+
+@dataclass
+class MapScores:
+    """Per-image scores of several maps of the same images.
+
+    ``values[metric]`` is ``(N, M)`` (images x methods, in the order of ``methods``); ``curves[method]``
+    is ``(deletion (N, S+1), insertion (N, S+1))`` probability curves.
+    """
+    methods: list[str]
+    values: dict[str, np.ndarray]
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def column(self, metric: str, method: str) -> np.ndarray:
+        """``(N,)`` per-image values of one method for one metric."""
+        if metric not in self.values:
+            raise ValueError(f"metric: expected one of {list(self.values)}, got {metric!r}")
+        if method not in self.methods:
+            raise ValueError(f"method: expected one of {self.methods}, got {method!r}")
+        return self.values[metric][:, self.methods.index(method)]
+
+    def subset(self, rows: np.ndarray) -> "MapScores":
+        """The same scores for a subset of images (a boolean or integer index)."""
+        return MapScores(list(self.methods), {k: v[rows] for k, v in self.values.items()},
+                         {k: (d[rows], i[rows]) for k, (d, i) in self.curves.items()})
+
+
+def score_maps(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, targets: torch.Tensor,
+               maps: Mapping[str, torch.Tensor], tolerance: int = 0, top_k: float = 0.05, n_steps: int = 10,
+               deletion_baseline: str | float = 0.0, insertion_baseline: str | float = "blur") -> MapScores:
+    """Score every ``(N, H, W)`` map against ``masks (N, 1, H, W)``: pointing game (mask dilated by
+    ``tolerance`` px), energy in mask, top-k IoU, AUPRC, deletion / insertion AUC (Petsiuk et al.;
+    ``n_steps`` steps, batched over maps) and sparseness. Every image must have a non-empty mask."""
+    if not maps:
+        raise ValueError("maps: expected a non-empty mapping name -> (N, H, W) maps")
+    if masks.ndim != 4 or masks.shape[0] != images.shape[0]:
+        raise ValueError(f"masks: expected (N, 1, H, W) with N = {images.shape[0]}, got {tuple(masks.shape)}")
+    if not (masks.flatten(1) > 0.5).any(1).all():
+        raise ValueError("masks: every image needs a non-empty evidence mask (localisation is undefined otherwise)")
+    names = list(maps)
+    stacked = torch.stack([maps[n].detach().float().cpu() for n in names], 1)        # (N, M, H, W)
+    masks = masks.cpu()
+    values = {"pointing game": pointing_game(stacked, masks, tolerance).float(),
+              "energy in mask": energy_in_mask(stacked, masks),
+              "top-k IoU": topk_iou(stacked, masks, top_k),
+              "AUPRC": auprc(stacked, masks)}
+    curves = deletion_insertion_many(model, images, {n: maps[n].detach().float().to(images.device) for n in names},
+                                     targets, n_steps, deletion_baseline, insertion_baseline)
+    auc = {mode: torch.stack([torch.as_tensor(np.trapezoid(curves[n][k].numpy(), dx=1.0 / n_steps, axis=1))
+                              for n in names], 1) for k, mode in enumerate(("deletion AUC", "insertion AUC"))}
+    values.update(auc)
+    values["sparseness"] = torch.stack([sparseness(maps[n]) for n in names], 1)
+    return MapScores(names, {k: v.double().numpy() for k, v in values.items()},
+                     {n: (c[0].numpy(), c[1].numpy()) for n, c in curves.items()})
+
+
+def bootstrap_means(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """Means of ``values (N, M)`` over ``n_boot`` resamples of the N rows (the same rows for every
+    column: paired), ``(n_boot, M)``."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2 or len(values) == 0 or not np.isfinite(values).all():
+        raise ValueError(f"values: expected a finite, non-empty (N, M) array, got shape {values.shape}")
+    if not isinstance(n_boot, int) or n_boot < 100:
+        raise ValueError(f"n_boot: expected an int >= 100, got {n_boot!r}")
+    idx = np.random.default_rng(seed).integers(0, len(values), size=(n_boot, len(values)))
+    counts = np.zeros((n_boot, len(values)))
+    np.add.at(counts, (np.arange(n_boot)[:, None], idx), 1.0)
+    return counts @ values / len(values)
+
+
+def _format(mean: float, lo: float, hi: float, digits: int) -> str:
+    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def scoreboard(scores: MapScores, metrics: Sequence[str] = tuple(METRICS), n_boot: int = 2000, seed: int = 0
+               ) -> "pandas.DataFrame":
+    """Mean and 95% bootstrap CI of every (method, metric) cell: a frame indexed by method with columns
+    ``(metric, "mean" | "lo" | "hi")``."""
+    import pandas as pd
+    columns = {}
+    for metric in metrics:
+        values = scores.values[metric]
+        draws = bootstrap_means(values, n_boot, seed)
+        lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
+        columns[(metric, "mean")], columns[(metric, "lo")], columns[(metric, "hi")] = values.mean(0), lo, hi
+    frame = pd.DataFrame(columns, index=pd.Index(scores.methods, name="method"))
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+    return frame
+
+
+def formatted(board: "pandas.DataFrame", digits: int = 2) -> "pandas.DataFrame":
+    """A :func:`scoreboard` frame as ``"mean [lo, hi]"`` strings, one column per metric."""
+    import pandas as pd
+    metrics = list(dict.fromkeys(board.columns.get_level_values(0)))
+    return pd.DataFrame({m: [_format(*board.loc[i, m][["mean", "lo", "hi"]], digits) for i in board.index]
+                         for m in metrics}, index=board.index)
+
+
+def ranks(scores: MapScores, metrics: Sequence[str] = tuple(METRICS), n_boot: int = 2000, seed: int = 0
+          ) -> "pandas.DataFrame":
+    """Rank of every method per metric: 1 + the number of methods whose paired-bootstrap difference
+    with it has a 95% CI entirely on the good side of 0 (:data:`METRICS` gives the direction). Methods
+    that nobody beats share rank 1; equal ranks are ties. Integer frame (methods x metrics)."""
+    import pandas as pd
+    out = {}
+    for metric in metrics:
+        if metric not in METRICS:
+            raise ValueError(f"metrics: {metric!r} has no good direction; rankable: {list(METRICS)}")
+        draws = bootstrap_means(scores.values[metric], n_boot, seed)                   # (n_boot, M)
+        sign = 1.0 if METRICS[metric] == "higher" else -1.0
+        diff = sign * (draws[:, :, None] - draws[:, None, :])                         # i better than j
+        lo = np.quantile(diff, 0.025, axis=0)                                          # (M, M)
+        better = lo > 0                                                                # i beats j
+        out[metric] = 1 + better.sum(0)
+    return pd.DataFrame(out, index=pd.Index(scores.methods, name="method")).astype(int)
+
+
+def by_group(scores: MapScores, groups: Sequence[str], metric: str, methods: Sequence[str] | None = None,
+             n_boot: int = 2000, seed: int = 0, digits: int = 2) -> "pandas.DataFrame":
+    """``"mean [lo, hi]"`` of one metric per group (e.g. abnormality kind) and overall: methods x
+    (groups..., "all"), with the group sizes in the column names."""
+    import pandas as pd
+    groups = np.asarray(groups)
+    if len(groups) != len(next(iter(scores.values.values()))):
+        raise ValueError(f"groups: expected one label per image ({len(next(iter(scores.values.values())))}), got {len(groups)}")
+    methods = list(methods or scores.methods)
+    columns = {}
+    for group in [*sorted(set(groups.tolist())), None]:
+        part = scores if group is None else scores.subset(groups == group)
+        board = scoreboard(MapScores(part.methods, {metric: part.values[metric]}), [metric], n_boot, seed)
+        n = len(part.values[metric])
+        columns[f"{'all' if group is None else group} (n={n})"] = [
+            _format(*board.loc[m, metric][["mean", "lo", "hi"]], digits) for m in methods]
+    return pd.DataFrame(columns, index=pd.Index(methods, name="method"))

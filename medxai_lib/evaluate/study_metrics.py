@@ -1,0 +1,111 @@
+"""Study-level AUROC and Cohen's kappa with bootstrap CIs over studies, overall and per body part, and a
+trivial baseline to compare them with (a logistic regression on each image's intensity histogram).
+
+The statistics are vectorised over bootstrap draws so that :func:`medxai_lib.evaluate.claims.claim` can use
+them: ``samples (B, N, 2)`` with columns ``(probability, label)`` -> ``(B,)``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+from medxai_lib.evaluate.classification import study_level
+
+INTENSITY_QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99, 1.0)
+
+
+def _columns(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    samples = np.asarray(samples, dtype=float)
+    if samples.ndim != 3 or samples.shape[-1] != 2:
+        raise ValueError(f"samples: expected (B, N, 2) columns (probability, label), got shape {samples.shape}")
+    return samples[..., 0], samples[..., 1] > 0.5
+
+
+def auroc_statistic(samples: np.ndarray) -> np.ndarray:
+    """AUROC of every bootstrap draw (Mann-Whitney with tied ranks averaged), ``(B, N, 2)`` -> ``(B,)``;
+    0.5 for a draw that holds one class only."""
+    scores, positive = _columns(samples)
+    ranks = rankdata(scores, axis=1)
+    n_pos = positive.sum(1)
+    n_neg = positive.shape[1] - n_pos
+    u = (ranks * positive).sum(1) - n_pos * (n_pos + 1) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = u / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, 0.5)
+
+
+def kappa_statistic(samples: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Cohen's kappa of ``probability > threshold`` against the label for every draw, ``(B, N, 2)`` -> ``(B,)``;
+    0 when the chance agreement is 1 (one class predicted and present)."""
+    scores, positive = _columns(samples)
+    predicted = scores > threshold
+    observed = (predicted == positive).mean(1)
+    p_pred, p_true = predicted.mean(1), positive.mean(1)
+    expected = p_pred * p_true + (1 - p_pred) * (1 - p_true)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kappa = (observed - expected) / (1 - expected)
+    return np.where(expected < 1, kappa, 0.0)
+
+
+def study_units(probs: np.ndarray, labels: np.ndarray, study_ids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """MURA's study rule (mean of the views) as claim units: ``(S, 2)`` columns (probability, label) and ids."""
+    study_probs, study_labels, ids = study_level(probs, labels, study_ids)
+    return np.stack([study_probs, study_labels.astype(float)], 1), ids
+
+
+def _ci(units: np.ndarray, statistic, n_boot: int, seed: int) -> tuple[float, float, float]:
+    idx = np.random.default_rng(seed).integers(0, len(units), size=(n_boot, len(units)))
+    draws = statistic(units[idx])
+    lo, hi = np.quantile(draws, [0.025, 0.975])
+    return float(statistic(units[None])[0]), float(lo), float(hi)
+
+
+def study_table(probs: np.ndarray, labels: np.ndarray, study_ids: Sequence[str], body_parts: Sequence[str],
+                n_boot: int = 2000, seed: int = 0) -> "pandas.DataFrame":
+    """Study-level AUROC and kappa with 95% bootstrap CIs over studies: one row ``"all"`` then one per body
+    part (``n/a`` where a body part has studies of one class only)."""
+    import pandas as pd
+    units, ids = study_units(probs, labels, study_ids)
+    part_of = dict(zip(study_ids, body_parts))
+    parts = np.array([part_of[s] for s in ids])
+    rows = {}
+    for name in ["all", *sorted(set(parts))]:
+        sel = units if name == "all" else units[parts == name]
+        row = {"studies": len(sel), "abnormal": int(sel[:, 1].sum())}
+        both = 0 < row["abnormal"] < len(sel)
+        for label, statistic in (("AUROC", auroc_statistic), ("kappa", kappa_statistic)):
+            if both:
+                value, lo, hi = _ci(sel, statistic, n_boot, seed)
+                row[label] = f"{value:.2f} [{lo:.2f}, {hi:.2f}]"
+            else:
+                row[label] = "n/a (one class)"
+        rows[name] = row
+    return pd.DataFrame(rows).T.rename_axis("body part")
+
+
+def intensity_features(images: torch.Tensor) -> np.ndarray:
+    """Quantiles :data:`INTENSITY_QUANTILES` of each image's pixels plus mean and std, ``(N, C, H, W)`` -> ``(N, 8)``."""
+    if images.ndim != 4:
+        raise ValueError(f"images: expected (N, C, H, W), got shape {tuple(images.shape)}")
+    flat = images.float().flatten(1)
+    q = torch.quantile(flat, torch.tensor(INTENSITY_QUANTILES), dim=1).T
+    return torch.cat([q, flat.mean(1, keepdim=True), flat.std(1, keepdim=True)], 1).numpy()
+
+
+def intensity_baseline(train_images: torch.Tensor, train_labels: np.ndarray, test_images: torch.Tensor
+                       ) -> np.ndarray:
+    """A label-trained trivial baseline: logistic regression on :func:`intensity_features` (bright metal,
+    dark lucencies and exposure move the histogram). Returns ``(N_test,)`` probabilities."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    labels = np.asarray(train_labels).astype(int)
+    if len(labels) != len(train_images) or len(np.unique(labels)) != 2:
+        raise ValueError(f"train_labels: expected one 0/1 label per training image with both classes, "
+                         f"got {len(labels)} labels, classes {np.unique(labels).tolist()}")
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    model.fit(intensity_features(train_images), labels)
+    return model.predict_proba(intensity_features(test_images))[:, 1]

@@ -1,0 +1,152 @@
+"""Figures of the attribution scoreboard: maps on one honest scale, the rank table, deletion / insertion
+curves and the randomisation sanity check."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.colors import ListedColormap
+from matplotlib.lines import Line2D
+
+from medxai_lib.viz.colours import EVIDENCE_COLOUR, draw_contour
+from medxai_lib.viz.overlays import to_display
+
+
+def plot_method_maps(images: torch.Tensor, maps: Mapping[str, torch.Tensor], masks: torch.Tensor | None = None,
+                     signed: Sequence[str] = (), column_titles: Sequence[str] | None = None, title: str | None = None,
+                     cell_inches: float = 1.9, alpha: float = 0.65) -> plt.Figure:
+    """Rows = methods, columns = images. Each row has ONE colour scale for all its images (so magnitudes
+    compare across images) and its own colour bar: signed methods (names in ``signed``) in ``RdBu_r``
+    centred on 0 with a symmetric range (the 99th percentile of |map| over the row), the others in
+    ``magma`` from the row's minimum to its 99th percentile. ``images (B, C, H, W)``, maps ``(B, H, W)``,
+    ``masks (B, 1, H, W)`` outlined in the evidence colour."""
+    names = list(maps)
+    if not names:
+        raise ValueError("maps: expected at least one method")
+    batch = images.shape[0]
+    for name in names:
+        if maps[name].shape[0] != batch or maps[name].ndim != 3:
+            raise ValueError(f"maps[{name!r}]: expected ({batch}, H, W), got {tuple(maps[name].shape)}")
+    fig, axes = plt.subplots(len(names), batch, figsize=(cell_inches * batch + 1.6, cell_inches * len(names) + 0.5),
+                             squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.12})
+    for row, name in enumerate(names):
+        values = maps[name].detach().cpu().float()
+        if name in signed:
+            vmax = float(torch.quantile(values.abs().flatten(), 0.99).clamp_min(1e-12))
+            vmin, cmap = -vmax, "RdBu_r"
+        else:
+            vmin = float(values.min())
+            vmax = max(float(torch.quantile(values.flatten(), 0.99)), vmin + 1e-12)
+            cmap = "magma"
+        heat = None
+        for col in range(batch):
+            ax = axes[row, col]
+            ax.imshow(to_display(images[col]), cmap="gray", vmin=0, vmax=1)
+            heat = ax.imshow(values[col].numpy(), cmap=cmap, vmin=vmin, vmax=vmax, alpha=alpha)
+            if masks is not None:
+                draw_contour(ax, masks[col, 0], EVIDENCE_COLOUR, linewidth=0.8)
+            ax.set_xticks([]), ax.set_yticks([])
+            if row == 0 and column_titles is not None:
+                ax.set_title(column_titles[col], fontsize=9)
+        axes[row, 0].set_ylabel(name + ("\n(signed)" if name in signed else ""), fontsize=9)
+        bar = fig.colorbar(heat, ax=axes[row, :].tolist(), fraction=0.025, pad=0.01)
+        bar.ax.tick_params(labelsize=7)
+    handle = Line2D([], [], color=EVIDENCE_COLOUR, lw=2)
+    fig.legend([handle], ["evidence mask"], loc="upper right", fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11, y=1 - 0.15 / fig.get_size_inches()[1])
+    return fig
+
+
+def plot_rank_table(board: "pandas.DataFrame", rank_frame: "pandas.DataFrame", directions: Mapping[str, str],
+                    baselines: Sequence[str] = (), title: str | None = None, digits: int = 2) -> plt.Figure:
+    """A rank heatmap: cell colour = rank within its column (1 = best, the same colour for tied ranks),
+    annotated with the mean and its 95% CI; column titles carry the good direction (up or down arrow);
+    ``baselines`` rows are labelled in italics below a line. ``board`` is a
+    :func:`medxai_lib.evaluate.scoreboard.scoreboard` frame, ``rank_frame`` the matching ranks."""
+    metrics = list(rank_frame.columns)
+    methods = list(rank_frame.index)
+    ranks = rank_frame.to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(2.05 * len(metrics) + 2.2, 0.42 * len(methods) + 1.6))
+    cmap = ListedColormap(plt.get_cmap("viridis_r")(np.linspace(0.15, 0.95, 256)))
+    image = ax.imshow(ranks, cmap=cmap, aspect="auto", vmin=1, vmax=max(2, len(methods)))
+    for i, method in enumerate(methods):
+        for j, metric in enumerate(metrics):
+            mean, lo, hi = (board.loc[method, (metric, k)] for k in ("mean", "lo", "hi"))
+            colour = "white" if ranks[i, j] < 0.45 * len(methods) else "black"
+            ax.text(j, i, f"#{int(ranks[i, j])}  {mean:.{digits}f}\n[{lo:.{digits}f}, {hi:.{digits}f}]",
+                    ha="center", va="center", fontsize=7, color=colour)
+    arrows = {"higher": "\u2191 higher is better", "lower": "\u2193 lower is better"}
+    ax.set_xticks(range(len(metrics)), [f"{m}\n{arrows[directions[m]]}" for m in metrics], fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(methods)), methods, fontsize=8)
+    for label in ax.get_yticklabels():
+        if label.get_text() in baselines:
+            label.set_fontstyle("italic")
+    first_baseline = [i for i, m in enumerate(methods) if m in baselines]
+    if first_baseline:
+        ax.axhline(min(first_baseline) - 0.5, color="black", lw=1.5)
+    bar = fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01)
+    bar.set_label("rank in its column (1 = best; equal ranks = tied: paired 95% CI of the difference includes 0)",
+                  fontsize=7)
+    bar.ax.invert_yaxis()
+    if title:
+        ax.set_title(title, fontsize=10, pad=34)
+    fig.tight_layout()
+    return fig
+
+
+def plot_deletion_insertion(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], aucs: Mapping[str, tuple[float, float]],
+                            title: str | None = None) -> plt.Figure:
+    """Mean deletion (left) and insertion (right) curves, probability vs fraction of pixels removed /
+    inserted, one line per method with its mean AUC in the legend; shaded: +-1 standard error."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    colours = plt.get_cmap("tab10")
+    for k, (ax, mode) in enumerate(zip(axes, ("deletion", "insertion"))):
+        for i, (name, pair) in enumerate(curves.items()):
+            c = np.asarray(pair[k])
+            x = np.linspace(0, 1, c.shape[1])
+            mean, se = c.mean(0), c.std(0, ddof=1) / np.sqrt(len(c))
+            style = "--" if name in ("random", "centre prior", "Sobel edges") else "-"
+            ax.plot(x, mean, style, color=colours(i % 10), lw=1.8, label=f"{name} (AUC {aucs[name][k]:.2f})")
+            ax.fill_between(x, mean - se, mean + se, color=colours(i % 10), alpha=0.15)
+        ax.set_xlabel(f"fraction of pixels {'deleted (set to 0 = mean grey)' if mode == 'deletion' else 'inserted into the blurred image'}")
+        ax.set_title(f"{mode}: {'lower' if mode == 'deletion' else 'higher'} AUC is better", fontsize=10)
+        ax.legend(fontsize=7, loc="upper right" if mode == "deletion" else "lower right")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("probability of 'abnormal'")
+    axes[0].set_ylim(0, 1)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_randomisation(table: "pandas.DataFrame", title: str | None = None) -> plt.Figure:
+    """The sanity check: Spearman, SSIM and the share of collapsed (constant) maps against how far the
+    network is randomised; the trained model is the first point (similarity 1). ``table`` is
+    :meth:`medxai_lib.evaluate.sanity.RandomisationResult.table`. The legend sits below the panels."""
+    steps = list(dict.fromkeys(table["randomised"]))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    colours = plt.get_cmap("tab10")
+    for i, (method, part) in enumerate(table.groupby("method", sort=False)):
+        for ax, metric in zip(axes, ("spearman", "ssim", "collapsed")):
+            ax.plot(part["step"], part[metric], "-o", color=colours(i % 10), ms=4, lw=1.6, label=method)
+    labels = ["trained\n(reference)"] + [f"{s}" for s in steps[1:]]
+    for ax, name in zip(axes, ("Spearman rank correlation of |map|", "SSIM of |map|",
+                               "share of maps collapsed to a constant")):
+        ax.set_xticks(range(len(steps)), labels, rotation=65, ha="right", fontsize=7)
+        ax.set_title(name, fontsize=10)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("similarity to the trained model's map\n(collapsed maps left out)")
+    axes[2].set_ylim(-0.05, 1.05)
+    axes[0].set_xlabel("randomised from the top block down to", fontsize=8)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=9, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig

@@ -1,0 +1,82 @@
+"""Per-unit localisation with controls, the grid ceiling, the frame share and the data-computed ranking."""
+import numpy as np
+import pytest
+import torch
+
+from medxai_lib.evaluate.blocks import (best_of, bootstrap_mean_ci, centre_prior, ci_table, first_view_per_study,
+                                        frame_area, frame_share, grid_oracle, localisation_units)
+
+
+def _masks(n=6, size=32):
+    masks = torch.zeros(n, 1, size, size)
+    for i in range(n):
+        masks[i, 0, 4 + i:8 + i, 20:24] = 1
+    return masks
+
+
+def test_first_view_per_study():
+    assert first_view_per_study(["a", "a", "b", "c", "c", "a"]) == [0, 2, 3]
+
+
+def test_centre_prior_peaks_in_the_centre_and_is_symmetric():
+    prior = centre_prior(2, 33, sigma=0.2)
+    assert prior.shape == (2, 1, 33, 33) and prior[0, 0].argmax().item() == 16 * 33 + 16
+    assert torch.allclose(prior, prior.flip(-1)) and torch.allclose(prior, prior.transpose(-1, -2))
+    with pytest.raises(ValueError, match="sigma"):
+        centre_prior(1, 8, sigma=0)
+
+
+def test_units_perfect_map_random_expectation_and_oracle_ceiling():
+    masks = _masks()
+    units = localisation_units({"perfect": masks, "oracle 4x4": grid_oracle(masks, 4)}, masks)
+    assert units["perfect"]["pointing"].tolist() == [1.0] * 6 and np.allclose(units["perfect"]["energy"], 1.0)
+    assert np.allclose(units["random map"]["energy"], 16 / 1024)           # the mask's area share
+    assert np.allclose(units["random map"]["pointing"], 16 / 1024)
+    # a 4x4 grid cannot concentrate on a 4x4-pixel mask of a 32-px image: energy well below 1
+    assert 0.05 < units["oracle 4x4"]["energy"].mean() < 0.5
+    assert grid_oracle(masks, 4).sum((1, 2, 3)).allclose(masks.sum((1, 2, 3)) / 64)
+
+
+def test_units_reject_mismatched_batches():
+    with pytest.raises(ValueError, match="maps_by_name"):
+        localisation_units({"x": torch.zeros(3, 1, 8, 8)}, _masks())
+    with pytest.raises(ValueError, match="maps_by_name"):
+        localisation_units({}, _masks())
+
+
+def test_bootstrap_ci_brackets_the_mean_and_matches_numpy():
+    rng = np.random.default_rng(0)
+    values = rng.normal(2.0, 1.0, 400)
+    mean, lo, hi = bootstrap_mean_ci(values, seed=1)
+    assert mean == pytest.approx(values.mean()) and lo < mean < hi
+    se = values.std(ddof=1) / np.sqrt(len(values))
+    assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)
+    with pytest.raises(ValueError, match="values"):
+        bootstrap_mean_ci(np.array([1.0, np.nan]))
+
+
+def test_ci_table_and_best_of_sentence():
+    rng = np.random.default_rng(0)
+    good = {"pointing": (rng.random(200) < 0.9).astype(float), "energy": rng.random(200)}
+    bad = {"pointing": (rng.random(200) < 0.3).astype(float), "energy": rng.random(200) * 0.5}
+    table = ci_table({"good": good, "bad": bad})
+    assert list(table.index) == ["good", "bad"] and table.loc["good", "pointing"] == f"{good['pointing'].mean():.2f} [0.80, 0.90]"
+    sentence = best_of({"good": good, "bad": bad}, ["bad", "good"])
+    assert sentence.startswith("By pointing, good localises best") and "outside the 95% CI" in sentence
+    tie = best_of({"a": good, "b": dict(good)}, ["a", "b"])
+    assert "not separated" in tie
+    with pytest.raises(ValueError, match="candidates"):
+        best_of({"a": good}, ["a"])
+    with pytest.raises(ValueError, match="metric"):
+        best_of({"a": good, "b": bad}, ["a", "b"], metric="iou")
+
+
+def test_frame_share():
+    maps = torch.zeros(2, 1, 6, 6)
+    maps[0, 0, 0, :] = 1.0                     # all mass on the top row
+    maps[1] = 1.0                              # uniform
+    share = frame_share(maps)[:, 0]
+    assert share[0] == 1.0 and share[1] == pytest.approx(frame_area(6)) and frame_area(6) == pytest.approx(20 / 36)
+    assert frame_share(torch.zeros(1, 1, 6, 6)).item() == 0.0
+    with pytest.raises(ValueError, match="width"):
+        frame_share(maps, width=3)

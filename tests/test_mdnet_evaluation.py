@@ -1,0 +1,109 @@
+"""Report baselines, per-sentence attention, BLEU sufficient statistics, METEOR and the phantom's grade option."""
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from medxai_lib.data import ATTRIBUTES, HistologyPhantom
+from medxai_lib.evaluate.reports import (attention_specificity, class_only_grades, class_templates, modal_report,
+                                         nearest_neighbour_reports, report_grades, sentence_attention_ratios,
+                                         sentence_spans)
+from medxai_lib.evaluate.text import (bleu_from_statistics, bleu_statistics, cider_d, cider_d_per_image, corpus_bleu,
+                                      meteor, meteor_available, rouge_l, rouge_l_per_image)
+
+REPORTS = [["a b . c d .", "a b . c e ."], ["a x . c d .", "a b . c d ."], ["q . c e .", "q . c e ."]]
+
+
+def test_modal_report_and_class_templates():
+    assert modal_report(REPORTS) == "a b . c d ."
+    assert class_templates(REPORTS, np.array([0, 0, 1]), 3) == ["a b . c d .", "q . c e .", "a b . c d ."]
+    with pytest.raises(ValueError, match="reports"):
+        modal_report([])
+
+
+def test_nearest_neighbour_reports_pick_the_closest_training_image():
+    train = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    test = np.array([[0.1, 2.0], [3.0, 0.2]])
+    assert nearest_neighbour_reports(train, test, REPORTS) == [REPORTS[1][0], REPORTS[0][0]]
+    with pytest.raises(ValueError, match="features"):
+        nearest_neighbour_reports(train, test[:, :1], REPORTS)
+
+
+def test_report_grades_and_the_class_only_predictor():
+    grades = report_grades(["there is severe cell crowding . conclusion normal .", "polarity is preserved ."])
+    assert grades.tolist() == [[-1, 2, -1, -1, -1], [-1, -1, 0, -1, -1]]
+    train_grades = np.array([[0, 0, 0, 0, 0], [0, 1, 0, 0, 0], [2, 2, 1, 1, 1], [2, 2, 1, 0, 1], [1, 1, 1, 1, 1]])
+    train_labels = np.array([0, 0, 2, 2, 2])
+    predicted = class_only_grades(train_grades, train_labels, np.array([2, 0, 1]))
+    assert predicted[0].tolist() == [2, 2, 1, 1, 1] and predicted[1].tolist() == [0, 0, 0, 0, 0]
+    assert predicted[2].tolist() == [0, 1, 1, 1, 1]          # an unseen class falls back to the overall mode
+
+
+def test_sentence_attention_ratios_by_hand():
+    masks = torch.zeros(1, 5, 8, 8)
+    masks[0, 0, :, :4] = 1                                   # pleomorphism region: left half
+    masks[0, 1, :, 4:] = 1                                   # crowding region: right half
+    left = torch.zeros(4, 4)
+    left[:, :2] = 1 / 8                                      # all attention on the left half
+    words = "there is severe pleomorphism of the nuclei . cells are severely crowded .".split()
+    attention = torch.stack([left] * 8 + [torch.full((4, 4), 1 / 16)] * 5)
+    ratios = sentence_attention_ratios([words], [attention], masks)
+    assert ratios.shape == (1, 5, 5)
+    assert ratios[0, 0, 0] == pytest.approx(2.0, abs=1e-4) and ratios[0, 0, 1] == pytest.approx(0.0, abs=1e-4)
+    assert ratios[0, 1, 0] == pytest.approx(1.0, abs=1e-4) and ratios[0, 1, 1] == pytest.approx(1.0, abs=1e-4)
+    assert np.isnan(ratios[0, 2:]).all() and np.isnan(ratios[0, :, 2:]).all()
+    assert attention_specificity(ratios)[0] == pytest.approx((2 + 1) / 2 - (0 + 1) / 2, abs=1e-4)
+    uniform = sentence_attention_ratios([words], [torch.full((13, 4, 4), 1 / 16)], masks)
+    assert attention_specificity(uniform)[0] == pytest.approx(0.0, abs=1e-6)
+    assert sentence_spans(["a", ".", "b", "c", ".", "d"]) == [(0, 1), (2, 4), (5, 6)]
+    with pytest.raises(ValueError, match="one per image"):
+        sentence_attention_ratios([words, words], [attention], masks)
+
+
+def test_bleu_statistics_reproduce_corpus_bleu_and_bootstrap_shapes():
+    cands = [c.split() for c in ["a b c d e", "x y z", "a b c"]]
+    refs = [[r.split()] for r in ["a b c d f", "x y z w", "a b c"]]
+    stats = bleu_statistics(cands, refs)
+    assert stats.shape == (3, 10)
+    for n in range(1, 5):
+        assert float(bleu_from_statistics(stats, n)) == pytest.approx(corpus_bleu(cands, refs)[f"BLEU-{n}"])
+    draws = bleu_from_statistics(stats[np.array([[0, 1, 2], [2, 2, 2]])])
+    assert draws.shape == (2,) and draws[1] == pytest.approx(1.0)          # three perfect copies
+    assert rouge_l_per_image(cands, refs).mean() == pytest.approx(rouge_l(cands, refs))
+    assert cider_d_per_image(cands, refs).mean() == pytest.approx(cider_d(cands, refs))
+    with pytest.raises(ValueError, match="stats"):
+        bleu_from_statistics(stats[:, :5])
+
+
+@pytest.mark.skipif(not meteor_available(), reason="METEOR needs java and pycocoevalcap")
+def test_meteor_matches_pycocoevalcap_and_ranks_sensibly():
+    refs = [["the heart is normal in size .".split()], ["no pleural effusion is seen .".split()]]
+    same = [r[0] for r in refs]
+    other = ["the lungs are clear .".split(), "the heart is large .".split()]
+    score, per_image = meteor(same, refs)
+    worse, _ = meteor(other, refs)
+    assert per_image.shape == (2,) and score > 0.9 and worse < score
+
+
+def test_histology_grade_correlation_option():
+    default = HistologyPhantom(30, size=32, seed=3)
+    assert default.grade_correlation is None
+    blob = default.grades.tobytes() + "|".join(r for rs in default.reports for r in rs).encode()
+    digest = hashlib.sha256(blob + default[0]["image"].numpy().tobytes()).hexdigest()[:16]
+    assert digest == "442e02ec5f8034cc"          # the default phantom, bit for bit as before the option existed
+    again = HistologyPhantom(30, size=32, seed=3, grade_correlation=None)
+    assert (again.grades == default.grades).all() and again.reports == default.reports
+    assert torch.equal(again[0]["image"], default[0]["image"])
+    independent = HistologyPhantom(3000, size=32, seed=0, grade_correlation=0.0)
+    g = independent.grades
+    assert abs(np.corrcoef(g.T)[np.triu_indices(5, 1)].mean()) < 0.04              # no shared severity
+    assert np.allclose(np.bincount(g.ravel(), minlength=3) / g.size, (0.6, 0.3, 0.1), atol=0.02)
+    tied = HistologyPhantom(3000, size=32, seed=0, grade_correlation=0.8).grades
+    assert np.corrcoef(tied.T)[np.triu_indices(5, 1)].mean() > 0.4
+    assert set(independent.labels) == {0, 1, 2, 3} and len(ATTRIBUTES) == g.shape[1]
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="grade_correlation"):
+            HistologyPhantom(3, grade_correlation=bad)
+    with pytest.raises(ValueError, match="grade_probs"):
+        HistologyPhantom(3, grade_correlation=0.0, grade_probs=(0.5, 0.5, 0.5))
