@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from medxai_lib.evaluate.blocks import (best_of, bootstrap_mean_ci, centre_prior, ci_table, first_view_per_study,
+from medxai_lib.evaluate.blocks import (abnormal_views, best_of, bootstrap_mean_ci, centre_prior, ci_table, first_view_per_study,
                                         frame_area, frame_share, grid_oracle, localisation_units)
 
 
@@ -80,3 +80,33 @@ def test_frame_share():
     assert frame_share(torch.zeros(1, 1, 6, 6)).item() == 0.0
     with pytest.raises(ValueError, match="width"):
         frame_share(maps, width=3)
+
+
+def test_empty_masks_are_refused_and_abnormal_views_skip_them():
+    masks = _masks()
+    masks[3] = 0
+    with pytest.raises(ValueError, match="empty"):
+        localisation_units({"m": masks}, masks)
+
+    class Tiny:            # studies a (2 views), b (normal), c (empty mask), d
+        labels = np.array([1, 1, 0, 1, 1])
+        study_ids = ["a", "a", "b", "c", "d"]
+
+        def __getitem__(self, i):
+            return {"mask": masks[i]}
+    assert abnormal_views(Tiny()) == [0, 4]
+
+
+def test_replicate_padding_copies_weights_and_changes_only_the_border():
+    from helpers import phantom_images, textured_densenet
+    from medxai_lib.evaluate.blocks import replicate_padding
+    net = textured_densenet(1)
+    twin = replicate_padding(net)
+    assert twin is not net and all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), twin.state_dict().values()))
+    assert net.features.conv0.padding_mode == "zeros" and twin.features.conv0.padding_mode == "replicate"
+    x = phantom_images(2)
+    with torch.no_grad():
+        a, b = net.features.conv0(x), twin.features.conv0(x)
+    assert torch.allclose(a[..., 4:-4, 4:-4], b[..., 4:-4, 4:-4]) and not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="model"):
+        replicate_padding(torch.nn.Linear(2, 2))

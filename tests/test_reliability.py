@@ -572,7 +572,8 @@ def test_method_report_wants_a_dict_of_methods():
         method_report(_tiny(), _x(2), torch.ones(2, 1, 16, 16), torch.tensor([0, 1]), ["grad_cam"])
 
 
-@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n\x00\x00", "truncated"], ids=["zero-size", "header-only", "truncated"])
+@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n\x00\x00", b"P5\n6", "truncated"],
+                         ids=["zero-size", "cut-signature", "cut-ppm-header", "truncated"])
 @pytest.mark.parametrize("reader", ["read_image", "MURA"])
 def test_broken_image_files_are_named(tmp_path, content, reader):
     root = _mura(tmp_path)
@@ -649,3 +650,10 @@ def test_empty_indexes_are_errors_not_empty_datasets(tmp_path, loader):
         call, match = (lambda: MedMNIST(tmp_path / "x.npz")), r"x.npz: train_images is empty"
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_reliability_doc_lists_every_test():
+    page = (Path(__file__).resolve().parents[1] / "docs" / "reliability.md").read_text()
+    names = [name for name in globals() if name.startswith("test_") and name != "test_reliability_doc_lists_every_test"]
+    missing = [name for name in names if f"`{name}`" not in page]
+    assert not missing, f"docs/reliability.md does not list {missing}"

@@ -23,7 +23,7 @@ def x():
 
 def test_demo_as_written_is_relu_cam_up_to_the_sigmoid_factor(net, x):
     result = demo_maps(net, x)
-    assert relu_cam_gap(result) < 1e-5
+    assert result.gap() < 1e-5
     assert torch.allclose(result.cam, cam(net, x, classes=0), atol=1e-6)      # get_cam: weights, no bias
     assert torch.allclose(result.scores, torch.sigmoid(net(x)), atol=1e-6)
     # and it is exactly the library's Grad-CAM of the post-sigmoid score on the pooled tensor
@@ -34,7 +34,7 @@ def test_demo_as_written_is_relu_cam_up_to_the_sigmoid_factor(net, x):
 
 def test_out_of_place_relu_is_the_pre_relu_norm5_hook(net, x):
     result = demo_maps(net, x, relu="out_of_place")
-    assert relu_cam_gap(result) > 0.05
+    assert result.gap() > 0.05
     lib = grad_cam(net, x, "features.norm5", classes=0, score_fn=torch.sigmoid)
     assert torch.allclose(result.grad_cams[-1], lib, rtol=1e-4, atol=1e-9)
     # blocks 1-3 are not touched by the ReLU: the same maps either way
@@ -45,7 +45,7 @@ def test_out_of_place_relu_is_the_pre_relu_norm5_hook(net, x):
 
 def test_hooks_registered_before_the_in_place_relu_see_the_pre_relu_gradient(net, x):
     early = demo_maps(net, x, hook_time="at_store")
-    assert relu_cam_gap(early) > 0.05
+    assert early.gap() > 0.05
     # hand computation: alpha from the masked (pre-ReLU) gradient, activations overwritten by the ReLU
     with torch.no_grad():
         feats = net.features[:-1](x)                                   # up to norm5
@@ -82,6 +82,13 @@ def test_stored_tensor_is_overwritten_by_resnet_in_place_ops(x):
     assert stored_vs_snapshot(resnet, "layer1.0.bn2", images) > 0.1       # out += identity; relu(inplace)
     assert stored_vs_snapshot(resnet, "layer1.0.conv2", images) == 0.0
     assert stored_vs_snapshot(textured_densenet(1), "features.norm5", x) == 0.0
+
+
+def test_relu_cam_gap_checks_shapes(net, x):
+    result = demo_maps(net, x)
+    assert relu_cam_gap(result.grad_cams[-1], result.logits, result.cam) == result.gap()
+    with pytest.raises(ValueError, match="block4"):
+        relu_cam_gap(result.grad_cams[0], result.logits, result.cam)
 
 
 def test_bad_arguments(net, x):

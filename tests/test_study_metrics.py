@@ -62,3 +62,22 @@ def test_intensity_baseline_finds_a_brightness_cue():
     assert roc_auc_score(labels[80:], probs) > 0.9
     with pytest.raises(ValueError, match="train_labels"):
         intensity_baseline(images[:10], np.zeros(10), images[10:])
+
+
+def test_several_models_give_the_mean_of_their_statistics():
+    a, b = _samples(seed=0), _samples(seed=0, noise=3.0)
+    b[:, 1] = a[:, 1]
+    both = np.stack([a[:, 0], b[:, 0], a[:, 1]], 1)[None]
+    assert auroc_statistic(both)[0] == pytest.approx((auroc_statistic(a[None])[0] + auroc_statistic(b[None])[0]) / 2)
+    assert kappa_statistic(both)[0] == pytest.approx((kappa_statistic(a[None])[0] + kappa_statistic(b[None])[0]) / 2)
+
+
+def test_too_few_studies_and_image_sample():
+    from medxai_lib.data import RadiographPhantom
+    from medxai_lib.evaluate.study_metrics import image_sample, too_few_studies
+    assert too_few_studies(_samples()) == ""
+    assert too_few_studies(np.array([[0.2, 1.0], [0.4, 0.0]])) == "only 1 abnormal and 1 normal validation studies (< 10 per class)"
+    data = RadiographPhantom(4, size=32, seed=0)
+    images, labels = image_sample(data, 3, seed=1)
+    assert images.shape == (3, 1, 32, 32) and len(labels) == 3
+    assert image_sample(data)[0].shape[0] == len(data)

@@ -15,6 +15,7 @@ from medxai_lib.data.phantoms.skin import CONCEPTS, HAM_CLASSES, SkinLesionPhant
 from medxai_lib.data.real.common import group_split
 from medxai_lib.data.real.medmnist import MedMNIST
 from medxai_lib.data.real.mura import MuraDataset
+from medxai_lib.data.real.reports import IUXRayReports  # noqa: F401  (real radiology reports, notebook 05)
 from medxai_lib.data.real.retina import DRIVE, STARE, KaggleDR
 from medxai_lib.data.real.skin import HAM10000, ISIC2018Task3
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medxai_lib.evaluate.localisation import energy_in_mask, mask_fraction, pointing_game
+from medxai_lib.evaluate.localisation import empty_masks, energy_in_mask, mask_fraction, pointing_game
 
 METRICS = ("pointing", "energy")
 
@@ -27,6 +27,14 @@ def first_view_per_study(study_ids: Sequence[str]) -> list[int]:
     for i, sid in enumerate(study_ids):
         seen.setdefault(sid, i)
     return list(seen.values())
+
+
+def abnormal_views(dataset: "torch.utils.data.Dataset") -> list[int]:
+    """The localisation units of a phantom: the first view of every abnormal study whose evidence mask is
+    not empty (an empty mask has nothing to point at)."""
+    labels = np.asarray(dataset.labels)
+    return [i for i in first_view_per_study(dataset.study_ids)
+            if labels[i] == 1 and bool(dataset[i]["mask"].amax() > 0.5)]
 
 
 def centre_prior(n: int, size: int | tuple[int, int], sigma: float = 0.25) -> torch.Tensor:
@@ -60,6 +68,9 @@ def localisation_units(maps_by_name: Mapping[str, torch.Tensor], masks: torch.Te
             raise ValueError(f"maps_by_name[{name!r}]: expected (B, 1, h, w) with B = {masks.shape[0]}, "
                              f"got {tuple(maps.shape)}")
         maps = maps[:, :1].detach().float().cpu()
+        if bool(empty_masks(masks).any()):
+            raise ValueError(f"masks: {int(empty_masks(masks).sum())} empty mask(s); keep units with evidence "
+                             "(see abnormal_views)")
         units[name] = {"pointing": pointing_game(maps, masks.cpu(), tolerance)[:, 0].float().numpy(),
                        "energy": energy_in_mask(maps, masks.cpu())[:, 0].numpy()}
     units["random map"] = {"pointing": mask_fraction(masks.cpu(), tolerance).numpy(),
@@ -123,6 +134,21 @@ def frame_share(maps: torch.Tensor, width: int = 1) -> torch.Tensor:
     total = positive.sum((2, 3))
     inner = positive[..., width:h - width, width:w - width].sum((2, 3))
     return torch.where(total > 0, (total - inner) / total.clamp_min(1e-12), torch.zeros_like(total))
+
+
+def replicate_padding(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose padded convolutions repeat the border pixel instead of padding with zeros
+    (same weights): the test of whether a bright frame in early maps comes from zero padding."""
+    import copy
+    twin = copy.deepcopy(model).eval()
+    changed = 0
+    for module in twin.modules():
+        if isinstance(module, torch.nn.Conv2d) and any(p > 0 for p in module.padding):
+            module.padding_mode = "replicate"
+            changed += 1
+    if not changed:
+        raise ValueError("model: has no padded Conv2d to change")
+    return twin
 
 
 def frame_area(grid: int | tuple[int, int], width: int = 1) -> float:

@@ -205,7 +205,7 @@ class NetworkDissection:
 
     def concept_units(self) -> list[int]:
         """Every unit that detects some concept (sorted)."""
-        return [int(k) for k in torch.flatnonzero(self.detected_)]
+        return [int(k) for k in torch.nonzero(self.detected_).flatten()]
 
     def best_concept(self) -> list[tuple[int, str, float]]:
         """For each unit: (unit, its best concept, IoU)."""

@@ -125,7 +125,8 @@ def importance_summary(values: np.ndarray, null: np.ndarray, names: Sequence[str
                        seed: int = 0) -> "pandas.DataFrame":
     """Mean importance per feature with a bootstrap 95% CI over units, beside a control (``null``: the same
     measure for a permuted-label model or permuted labels, same units), and a rank that is only given where
-    the CI of (importance - null) lies above 0; elsewhere the rank is empty (no ranking inside the noise).
+    the importance's CI and the CI of (importance - null) both lie above 0; elsewhere the rank is empty (no
+    ranking inside the noise).
     ``values``, ``null``: ``(N, F)``. Rows sorted by importance."""
     import pandas as pd
     values, null = np.asarray(values, dtype=float), np.asarray(null, dtype=float)
@@ -136,7 +137,7 @@ def importance_summary(values: np.ndarray, null: np.ndarray, names: Sequence[str
     draws, null_draws = values[idx].mean(1), null[idx].mean(1)                      # (B, F)
     lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
     n_lo, n_hi = np.quantile(null_draws, [0.025, 0.975], axis=0)
-    beyond = np.quantile(draws - null_draws, 0.025, axis=0) > 0
+    beyond = (np.quantile(draws - null_draws, 0.025, axis=0) > 0) & (lo > 0)
     table = pd.DataFrame({"importance": values.mean(0), "CI low": lo, "CI high": hi, "null": null.mean(0),
                           "null CI low": n_lo, "null CI high": n_hi, "beats null": beyond}, index=list(names))
     table = table.sort_values("importance", ascending=False)

@@ -8,11 +8,20 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
+import copy
+from collections import Counter
+
+from scipy import ndimage
+
 from medxai_lib.explain.activation_network import ActivationNetwork
+from medxai_lib.data.lesion_crops import CROP_KINDS, crops_at
 from medxai_lib.data.lesions import Descriptor, DescriptorBank, box_mask
+from medxai_lib.data.phantoms.fundus import LESION_TYPES, dr_grade
+from medxai_lib.models.lesion_classifier import LesionTypeNet, classify_crops
 from medxai_lib.models.detector import DRDetector, detector_input
 from medxai_lib.models.pathogan import synthesize
 
@@ -113,3 +122,171 @@ def most_potent(generator: torch.nn.Module, detector: DRDetector, bank: Descript
         grades.append(predicted_scores(detector, synthesize(generator, vessels, fov, placed, seed=seed)).mean())
     grades = np.asarray(grades)
     return int(grades.argmax()), grades
+
+
+# --- independent re-detection: a lesion-type classifier reads the inoculated boxes -------------------------
+
+@dataclass
+class BoxReading:
+    """What the independent classifier sees at each placed box (one row per box, all images together)."""
+    p_lesion: np.ndarray      # (N,) probability that the crop holds any lesion (1 - P(none))
+    predicted: np.ndarray     # (N,) predicted kind (a name from CROP_KINDS)
+    kinds: np.ndarray         # (N,) the descriptor's kind
+    image_index: np.ndarray   # (N,) which image the box belongs to
+
+
+def read_boxes(classifier: LesionTypeNet, images: torch.Tensor, banks: Sequence[DescriptorBank]) -> BoxReading:
+    """Crop ``images`` ``(B, 3, S, S)`` in [0, 1] at the centre of every box of ``banks[b]`` and classify."""
+    if len(banks) != len(images):
+        raise ValueError(f"banks: expected one bank per image ({len(images)}), got {len(banks)}")
+    index = [b for b, bank in enumerate(banks) for _ in bank]
+    centres = [((d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2) for bank in banks for d in bank]
+    if not index:
+        raise ValueError("banks: every bank is empty; nothing to read")
+    probs = classify_crops(classifier, crops_at(images.cpu(), index, centres, classifier.crop)).numpy()
+    return BoxReading(1 - probs[:, 0], np.asarray(CROP_KINDS)[probs.argmax(1)],
+                      np.asarray([d.kind for bank in banks for d in bank]), np.asarray(index))
+
+
+def rule_grade_of(kinds: Sequence[str]) -> int:
+    """The phantom's grading rule (:func:`~medxai_lib.data.phantoms.fundus.dr_grade`) applied to a list of
+    lesion kinds (``"none"`` and unknown names are ignored)."""
+    counts = Counter(k for k in kinds if k in LESION_TYPES)
+    return dr_grade(dict(counts))
+
+
+# --- activation-network controls --------------------------------------------------------------------------
+
+def randomised_detector(detector: DRDetector, seed: int = 0) -> DRDetector:
+    """A copy of ``detector`` with every layer re-initialised (same architecture, random weights): the
+    randomised-weights control of Adebayo et al. for its deconvnet projection."""
+    torch.manual_seed(seed)
+    clone = copy.deepcopy(detector)
+    for module in clone.modules():
+        if module is not clone and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return clone.eval()
+
+
+def brightness_map(images: torch.Tensor, fov: torch.Tensor) -> torch.Tensor:
+    """A trivial "lesion" map: the mean of R, G, B of ``(B, 3, S, S)`` images in [0, 1] inside ``fov``
+    ``(B, 1, S, S)``, ``(B, S, S)``. Bright lesions (exudates, cotton-wool spots) light it up, and so does
+    the optic disc."""
+    if images.ndim != 4 or fov.shape != (len(images), 1, *images.shape[-2:]):
+        raise ValueError(f"images, fov: expected (B, 3, S, S) and (B, 1, S, S), got {tuple(images.shape)}, {tuple(fov.shape)}")
+    return images.mean(1) * fov[:, 0]
+
+
+def map_scores(maps: torch.Tensor, masks: torch.Tensor, fov: torch.Tensor, tolerance: int = 1) -> dict[str, np.ndarray]:
+    """Per image, how well a non-negative map ``(B, S, S)`` finds a binary ``masks`` ``(B, S, S)`` inside
+    ``fov`` ``(B, S, S)``: ``pointing`` (1 if the map's peak lies within ``tolerance`` pixels of the mask)
+    and ``enrichment`` (the map's mass share on the mask / the mask's area share; 1 = no preference)."""
+    if maps.shape != masks.shape or maps.shape != fov.shape or maps.ndim != 3:
+        raise ValueError(f"maps, masks, fov: expected three (B, S, S) tensors, got {tuple(maps.shape)}, "
+                         f"{tuple(masks.shape)}, {tuple(fov.shape)}")
+    maps, fov = maps.detach().cpu().clamp(min=0) * fov.cpu(), fov.cpu().float()
+    masks = masks.detach().cpu().float() * fov
+    grown = masks.numpy() > 0.5
+    if tolerance > 0:
+        grown = np.stack([ndimage.binary_dilation(m, iterations=tolerance) for m in grown])
+    peak = maps.flatten(1).argmax(1).numpy()
+    pointing = grown.reshape(len(grown), -1)[np.arange(len(peak)), peak].astype(float)
+    share = (maps * masks).flatten(1).sum(1) / maps.flatten(1).sum(1).clamp(min=1e-12)
+    area = masks.flatten(1).sum(1) / fov.flatten(1).sum(1).clamp(min=1)
+    return {"pointing": pointing, "enrichment": (share / area.clamp(min=1e-12)).numpy()}
+
+
+# --- severity against the grading rule ----------------------------------------------------------------------
+
+def severity_scores(generator: torch.nn.Module, detector: DRDetector, descriptor: Descriptor, vessels: torch.Tensor,
+                    fov: torch.Tensor, corners: Sequence[Sequence[tuple[int, int]]], counts: Sequence[int],
+                    classifier: LesionTypeNet | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inoculate ``n`` copies of ``descriptor`` (at the first ``n`` of each image's ``corners``) on every
+    vessel map ``(B, 1, S, S)``, for each ``n`` in ``counts``. Returns the detector's grades
+    ``(len(counts), B)`` and, with a ``classifier``, the rule's grade of the kinds it reads at the boxes
+    (same shape; the independent reader's severity)."""
+    if len(corners) != len(vessels):
+        raise ValueError(f"corners: expected one list of corners per vessel map ({len(vessels)}), got {len(corners)}")
+    grades, read = [], []
+    for n in counts:
+        banks = [copies_at(descriptor, c[:n]) for c in corners]
+        images = synthesize(generator, vessels, fov, banks)
+        grades.append(predicted_scores(detector, images))
+        if classifier is not None:
+            reading = read_boxes(classifier, images, banks) if n > 0 else None
+            read.append([rule_grade_of(reading.predicted[reading.image_index == b]) if reading is not None else 0
+                         for b in range(len(vessels))])
+    return np.stack(grades), (np.asarray(read, dtype=float) if classifier is not None else None)
+
+
+def per_image_spearman(counts: Sequence[int], scores: np.ndarray) -> np.ndarray:
+    """Spearman's rho between ``counts`` ``(K,)`` and each image's scores, ``scores`` ``(K, N)`` -> ``(N,)``
+    (0 where an image's scores are constant)."""
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 2 or scores.shape[0] != len(counts) or len(counts) < 3:
+        raise ValueError(f"scores: expected (len(counts) >= 3, N), got {scores.shape} for {len(counts)} counts")
+    out = []
+    for column in scores.T:
+        out.append(0.0 if np.ptp(column) == 0 else float(spearmanr(counts, column)[0]))
+    return np.asarray(out)
+
+
+def shuffled_spearman(counts: Sequence[int], scores: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The null for :func:`per_image_spearman`: each image's scores ``(K, N)`` against its own random
+    permutation of ``counts`` (copies and grade unrelated), ``(N,)``."""
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 2 or scores.shape[0] != len(counts):
+        raise ValueError(f"scores: expected (len(counts), N), got {scores.shape} for {len(counts)} counts")
+    rng = np.random.default_rng(seed)
+    return np.asarray([per_image_spearman(rng.permutation(np.asarray(counts)), column[:, None])[0] for column in scores.T])
+
+
+def median_potent(potency: np.ndarray, kinds: Sequence[str], kind: str | None = None) -> int:
+    """Index of the descriptor of median potency (among those of ``kind``; all when ``None``)."""
+    potency, kinds = np.asarray(potency, dtype=float), np.asarray(kinds)
+    pool = np.flatnonzero(kinds == kind) if kind is not None else np.arange(len(potency))
+    if len(pool) == 0:
+        raise ValueError(f"kind: no descriptor of kind {kind!r}")
+    order = pool[np.argsort(potency[pool], kind="stable")]
+    return int(order[(len(order) - 1) // 2])
+
+
+def lesion_hits(bank: DescriptorBank, lesion_masks: Sequence[torch.Tensor], fov: Sequence[torch.Tensor] | None = None,
+                seed: int | None = None) -> np.ndarray:
+    """Per descriptor, 1.0 if its region overlaps a lesion of its source image (``lesion_masks[k]``
+    ``(S, S)`` for the descriptor whose ``source`` is ``"image k"``), else 0.0. With ``seed``, each region
+    is first moved to a random place inside ``fov[k]`` ``(S, S)``: the random-placement control."""
+    rng = np.random.default_rng(seed)
+    hits = []
+    for d in bank:
+        k = int(d.source.split()[-1])
+        mask = lesion_masks[k].bool().cpu().numpy()
+        x0, y0, x1, y1 = d.box
+        if seed is not None:
+            if fov is None:
+                raise ValueError("fov: needed to place regions at random")
+            inside = fov[k].bool().cpu().numpy()
+            for _ in range(200):
+                x, y = int(rng.integers(0, mask.shape[1] - (x1 - x0) + 1)), int(rng.integers(0, mask.shape[0] - (y1 - y0) + 1))
+                if inside[y:y + y1 - y0, x:x + x1 - x0][d.mask].all():
+                    break
+            x0, y0, x1, y1 = x, y, x + x1 - x0, y + y1 - y0
+        hits.append(float((mask[y0:y1, x0:x1] & d.mask).any()))
+    return np.asarray(hits)
+
+
+def two_sample_auc(real: torch.Tensor, synthetic: torch.Tensor, size: int = 24, folds: int = 5, seed: int = 0) -> float:
+    """A stand-in for a realism rating: the cross-validated ROC AUC of a logistic regression that tells
+    ``real`` from ``synthetic`` images ``(N, 3, S, S)`` (downsampled to ``size`` px). 0.5 = it cannot tell
+    them apart; 1.0 = it always can. A two-sample test by classifier, not a human judgement."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    if real.ndim != 4 or synthetic.shape[1:] != real.shape[1:] or min(len(real), len(synthetic)) < folds:
+        raise ValueError(f"real, synthetic: expected two (N >= {folds}, 3, S, S) batches, got {tuple(real.shape)}, "
+                         f"{tuple(synthetic.shape)}")
+    small = lambda x: F.interpolate(x.float().cpu(), size=(size, size), mode="area").flatten(1).numpy()  # noqa: E731
+    features = np.concatenate([small(real), small(synthetic)])
+    labels = np.r_[np.zeros(len(real)), np.ones(len(synthetic))]
+    splits = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return float(cross_val_score(LogisticRegression(C=0.1, max_iter=2000), features, labels, cv=splits,
+                                 scoring="roc_auc").mean())

@@ -293,3 +293,40 @@ def keyword_mentions(texts: Sequence[str], keyword: str, negation_aware: bool) -
                 n += 1
         counts.append(n)
     return np.asarray(counts, dtype=float)
+
+
+# ---- scoring several report generators at once --------------------------------------------------------------
+def score_reports(systems: dict[str, Sequence[str]], references: Sequence[Sequence[str]], grades: np.ndarray | None = None,
+                  with_meteor: bool = False) -> tuple["pandas.DataFrame", dict[str, dict[str, np.ndarray]]]:
+    """BLEU-1..4, METEOR (when ``with_meteor``), ROUGE-L, CIDEr-D and (with ``grades (N, 5)``) attribute
+    accuracy of each system's reports (``systems``: name -> one report per image) against ``references``
+    (per image, its reports). Returns ``(table, per-image values)``: per system ``bleu`` (BLEU sufficient
+    statistics, see :func:`~medxai_lib.evaluate.text.bleu_from_statistics`), ``cider``, ``rouge``,
+    ``meteor`` and ``attributes`` (share of the 5 grades stated correctly)."""
+    import pandas as pd
+    from medxai_lib.evaluate.text import bleu_from_statistics, bleu_statistics, cider_d_per_image, meteor_systems, rouge_l_per_image
+    refs = [[tokenize(r) for r in per_image] for per_image in references]
+    rows, units = {}, {}
+    meteors = meteor_systems({n: [tokenize(t) for t in texts] for n, texts in systems.items()}, refs) if with_meteor else {}
+    for name, texts in systems.items():
+        if len(texts) != len(refs):
+            raise ValueError(f"systems[{name!r}]: expected {len(refs)} reports, got {len(texts)}")
+        cands = [tokenize(t) for t in texts]
+        u = {"bleu": bleu_statistics(cands, refs), "rouge": rouge_l_per_image(cands, refs),
+             "cider": cider_d_per_image(cands, refs)}
+        row = {f"BLEU-{n}": float(bleu_from_statistics(u["bleu"], n)) for n in range(1, 5)}
+        if with_meteor:
+            row["METEOR"], u["meteor"] = meteors[name]
+        row |= {"ROUGE-L": float(u["rouge"].mean()), "CIDEr-D": float(u["cider"].mean())}
+        if grades is not None:
+            u["attributes"] = (report_grades(texts) == np.asarray(grades)).mean(1)
+            row["attribute accuracy"] = float(u["attributes"].mean())
+        rows[name], units[name] = row, u
+    return pd.DataFrame(rows).T, units
+
+
+def block_evidence_shares(contributions: torch.Tensor, classes: torch.Tensor) -> np.ndarray:
+    """Each block's share of the absolute evidence for ``classes (B,)``: ``|w_m^c . GAP(F_m)|`` normalised over
+    the blocks, from ``contributions (B, M, K)`` (``MDNetImage.block_contributions``); ``(B, M)``, rows sum to 1."""
+    picked = contributions.detach().abs()[torch.arange(len(classes)), :, classes]          # (B, M)
+    return (picked / picked.sum(1, keepdim=True).clamp_min(1e-12)).cpu().numpy()

@@ -14,6 +14,8 @@ every path. The control region is the marker's box mirrored left-right (an empty
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -77,3 +79,17 @@ def shortcut_report(units: dict[str, np.ndarray]) -> dict[str, float]:
             "mirror_cam_logit": float(units["mirror_contribution"][has].mean()),
             "logit_drop_when_removed": float(units["logit_drop"][has].mean()),
             "lesion_pointing": float(np.nanmean(units["lesion_pointing"]))}
+
+
+def seed_columns(units: Sequence[dict[str, np.ndarray]], key: str) -> np.ndarray:
+    """One column per model (training seed) of :func:`shortcut_units` readings on the same test set,
+    ``(N, S)``: claim units whose mean is the seed-averaged reading."""
+    if not units or key not in units[0]:
+        raise ValueError(f"units, key: expected a non-empty list of shortcut_units dicts holding {key!r}")
+    return np.stack([np.asarray(u[key], dtype=float) for u in units], 1)
+
+
+def auroc_columns(units: Sequence[dict[str, np.ndarray]]) -> np.ndarray:
+    """``(N, S + 1)``: each model's probability then the label, for
+    :func:`medxai_lib.evaluate.study_metrics.auroc_statistic` (mean AUROC over the S models)."""
+    return np.column_stack([seed_columns(units, "prob"), np.asarray(units[0]["label"], dtype=float)])

@@ -2,7 +2,8 @@
 trivial baseline to compare them with (a logistic regression on each image's intensity histogram).
 
 The statistics are vectorised over bootstrap draws so that :func:`medxai_lib.evaluate.claims.claim` can use
-them: ``samples (B, N, 2)`` with columns ``(probability, label)`` -> ``(B,)``.
+them: ``samples (B, N, 2)`` with columns ``(probability, label)`` -> ``(B,)``, or ``(B, N, k + 1)`` with the
+probabilities of k models (seeds) before the label -> their mean AUROC / kappa.
 """
 from __future__ import annotations
 
@@ -19,14 +20,15 @@ INTENSITY_QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99, 1.0)
 
 def _columns(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     samples = np.asarray(samples, dtype=float)
-    if samples.ndim != 3 or samples.shape[-1] != 2:
-        raise ValueError(f"samples: expected (B, N, 2) columns (probability, label), got shape {samples.shape}")
-    return samples[..., 0], samples[..., 1] > 0.5
+    if samples.ndim != 3 or samples.shape[-1] < 2:
+        raise ValueError(f"samples: expected (B, N, k + 1) columns (k probabilities, label), got shape {samples.shape}")
+    return samples[..., :-1], samples[..., -1:] > 0.5
 
 
 def auroc_statistic(samples: np.ndarray) -> np.ndarray:
     """AUROC of every bootstrap draw (Mann-Whitney with tied ranks averaged), ``(B, N, 2)`` -> ``(B,)``;
-    0.5 for a draw that holds one class only."""
+    with ``k`` probability columns before the label, ``(B, N, k + 1)``, the mean AUROC of the k models
+    (e.g. k training seeds scored on the same units). 0.5 for a draw that holds one class only."""
     scores, positive = _columns(samples)
     ranks = rankdata(scores, axis=1)
     n_pos = positive.sum(1)
@@ -34,12 +36,12 @@ def auroc_statistic(samples: np.ndarray) -> np.ndarray:
     u = (ranks * positive).sum(1) - n_pos * (n_pos + 1) / 2
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = u / (n_pos * n_neg)
-    return np.where((n_pos > 0) & (n_neg > 0), auc, 0.5)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, 0.5).mean(-1)
 
 
 def kappa_statistic(samples: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Cohen's kappa of ``probability > threshold`` against the label for every draw, ``(B, N, 2)`` -> ``(B,)``;
-    0 when the chance agreement is 1 (one class predicted and present)."""
+    """Cohen's kappa of ``probability > threshold`` against the label for every draw, ``(B, N, k + 1)`` ->
+    ``(B,)`` (mean over the k probability columns); 0 when the chance agreement is 1."""
     scores, positive = _columns(samples)
     predicted = scores > threshold
     observed = (predicted == positive).mean(1)
@@ -47,13 +49,31 @@ def kappa_statistic(samples: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     expected = p_pred * p_true + (1 - p_pred) * (1 - p_true)
     with np.errstate(invalid="ignore", divide="ignore"):
         kappa = (observed - expected) / (1 - expected)
-    return np.where(expected < 1, kappa, 0.0)
+    return np.where(expected < 1, kappa, 0.0).mean(-1)
 
 
 def study_units(probs: np.ndarray, labels: np.ndarray, study_ids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """MURA's study rule (mean of the views) as claim units: ``(S, 2)`` columns (probability, label) and ids."""
     study_probs, study_labels, ids = study_level(probs, labels, study_ids)
     return np.stack([study_probs, study_labels.astype(float)], 1), ids
+
+
+def too_few_studies(units: np.ndarray, minimum: int = 10) -> str:
+    """Why a study-level claim cannot be checked on ``units (S, 2)``: fewer than ``minimum`` studies of a
+    class (a bootstrap CI would be meaningless); ``""`` when there are enough."""
+    abnormal = int((np.asarray(units)[:, -1] > 0.5).sum())
+    counts = {"abnormal": abnormal, "normal": len(units) - abnormal}
+    short = [f"{n} {name}" for name, n in counts.items() if n < minimum]
+    return f"only {' and '.join(short)} validation studies (< {minimum} per class)" if short else ""
+
+
+def image_sample(dataset: "torch.utils.data.Dataset", limit: int | None = None, seed: int = 0
+                 ) -> tuple[torch.Tensor, np.ndarray]:
+    """Images ``(n, C, H, W)`` and labels ``(n,)`` of the dataset, or of ``limit`` random items of it."""
+    n = len(dataset)
+    index = np.arange(n) if limit is None or limit >= n else np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+    images = torch.stack([dataset[int(i)]["image"] for i in index])
+    return images, np.asarray(dataset.labels)[index]
 
 
 def _ci(units: np.ndarray, statistic, n_boot: int, seed: int) -> tuple[float, float, float]:

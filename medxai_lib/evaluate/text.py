@@ -150,18 +150,27 @@ def meteor_available() -> bool:
 
 def meteor(candidates: Sequence[Tokens], references: Sequence[Sequence[Tokens]]) -> tuple[float, np.ndarray]:
     """METEOR 1.5 (Denkowski & Lavie 2014; exact, stem, synonym and paraphrase matches, English defaults) as
-    in the COCO caption evaluation: ``(corpus score, per-image scores (N,))``. Runs pycocoevalcap's jar in
-    one Java process (about 15 s to load its paraphrase table). Raises RuntimeError without Java."""
-    _check_pairs(candidates, references)
+    in the COCO caption evaluation: ``(corpus score, per-image scores (N,))``. Runs pycocoevalcap's jar
+    (about 15 s to start Java and load its paraphrase table). Raises RuntimeError without Java."""
+    return meteor_systems({"": candidates}, references)[""]
+
+
+def meteor_systems(systems: dict[str, Sequence[Tokens]], references: Sequence[Sequence[Tokens]]
+                   ) -> dict[str, tuple[float, np.ndarray]]:
+    """:func:`meteor` for several systems against the same references, in ONE Java process."""
+    for name, candidates in systems.items():
+        _check_pairs(candidates, references)
     if not meteor_available():
         raise RuntimeError("meteor: needs `java` on the PATH and pycocoevalcap (its METEOR 1.5 jar)")
     from pycocoevalcap.meteor.meteor import Meteor
     scorer = Meteor()
+    gts = {i: [" ".join(r) for r in refs] for i, refs in enumerate(references)}
+    out = {}
     try:
-        gts = {i: [" ".join(r) for r in refs] for i, refs in enumerate(references)}
-        res = {i: [" ".join(c)] for i, c in enumerate(candidates)}
-        score, scores = scorer.compute_score(gts, res)
+        for name, candidates in systems.items():
+            score, scores = scorer.compute_score(gts, {i: [" ".join(c)] for i, c in enumerate(candidates)})
+            out[name] = (float(score), np.asarray(scores, dtype=float))
     finally:
         scorer.meteor_p.kill()
         scorer.meteor_p.wait()
-    return float(score), np.asarray(scores, dtype=float)
+    return out

@@ -54,3 +54,28 @@ def random_units(n_units: int, count: int, exclude: Sequence[int] = (), seed: in
     if count > len(pool):
         raise ValueError(f"count: {count} units requested but only {len(pool)} are left after excluding {len(exclude)}")
     return sorted(np.random.default_rng(seed).choice(pool, size=count, replace=False).tolist())
+
+
+def ablation_effects(model: nn.Module, images: torch.Tensor, layer: LayerSpec, groups: Sequence[Sequence[int]],
+                     target: int, batch_size: int = 64) -> torch.Tensor:
+    """Signed change of the ``target`` class probability per image for each group of units ablated
+    together: ``(G, N)`` (row g: ``groups[g]`` switched off; negative = the units supported the class).
+    The unablated output is computed once for all groups."""
+    check_images(model, images)
+    if len(groups) == 0:
+        raise ValueError("groups: expected at least one group of units")
+    with eval_mode(model), torch.no_grad():
+        before = torch.cat([_probabilities(model(p))[:, target] for p in images.split(batch_size)])
+        rows = []
+        for units in groups:
+            with ablate_units(model, layer, units):
+                rows.append(torch.cat([_probabilities(model(p))[:, target] for p in images.split(batch_size)]) - before)
+    return torch.stack(rows)
+
+
+def random_unit_draws(n_units: int, count: int, n_draws: int, exclude: Sequence[int] = (), seed: int = 0
+                      ) -> list[list[int]]:
+    """``n_draws`` independent draws of :func:`random_units` (seeds ``seed``, ``seed + 1``, ...)."""
+    if not isinstance(n_draws, int) or n_draws < 1:
+        raise ValueError(f"n_draws: expected a positive int, got {n_draws!r}")
+    return [random_units(n_units, count, exclude, seed + i) for i in range(n_draws)]

@@ -46,6 +46,10 @@ class DemoResult:
     cam: torch.Tensor
     grad_cams: list[torch.Tensor]
 
+    def gap(self) -> float:
+        """:func:`relu_cam_gap` of this run's block-4 Grad-CAM."""
+        return relu_cam_gap(self.grad_cams[-1], self.logits, self.cam)
+
 
 def _check_demo_model(model: nn.Module) -> list[tuple[str, nn.Module]]:
     features = getattr(model, "features", None)
@@ -134,14 +138,17 @@ def sigmoid_factor(logits: torch.Tensor) -> torch.Tensor:
     return s * (1 - s)
 
 
-def relu_cam_gap(result: DemoResult) -> float:
-    """``max_b max |GradCAM_4 * h w / sigma'(z) - ReLU(CAM)| / max |CAM|`` over images: ~1e-7 when block 4's
+def relu_cam_gap(block4: torch.Tensor, logits: torch.Tensor, cams: torch.Tensor) -> float:
+    """``max_b max |block4 * h w / sigma'(z) - ReLU(CAM)| / max |CAM|`` over images, for block-4 Grad-CAMs of
+    the post-sigmoid score ``(B, K, h, w)``, logits ``(B, K)`` and raw CAMs ``(B, K, h, w)``: ~1e-7 when the
     Grad-CAM is taken on the pooled (post-ReLU) tensor, large otherwise."""
-    block4 = result.grad_cams[-1]
+    if block4.shape != cams.shape or logits.shape != cams.shape[:2]:
+        raise ValueError(f"block4, logits, cams: expected (B, K, h, w), (B, K), (B, K, h, w); got "
+                         f"{tuple(block4.shape)}, {tuple(logits.shape)}, {tuple(cams.shape)}")
     h, w = block4.shape[-2:]
-    rescaled = block4 * h * w / sigmoid_factor(result.logits)[:, :, None, None]
-    err = (rescaled - result.cam.relu()).flatten(1).abs().amax(1)
-    return (err / result.cam.flatten(1).abs().amax(1).clamp_min(1e-12)).max().item()
+    rescaled = block4 * h * w / sigmoid_factor(logits)[:, :, None, None]
+    err = (rescaled - cams.relu()).flatten(1).abs().amax(1)
+    return (err / cams.flatten(1).abs().amax(1).clamp_min(1e-12)).max().item()
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ class MDNetImage(nn.Module):
     """
 
     def __init__(self, num_classes: int = 4, width: int = 16, blocks: tuple[tuple[int, int], ...] = BLOCKS,
-                 connection: str = "ensemble", additive_width: int = 38) -> None:
+                 connection: str = "ensemble", additive_width: int = 35) -> None:
         super().__init__()
         if connection not in CONNECTIONS:
             raise ValueError(f"connection: expected one of {CONNECTIONS}, got {connection!r}")

@@ -4,7 +4,9 @@ The generator learns healthy retinas from vessel maps (retinal-detail loss again
 fundus, adversarial loss from a vessel-conditioned discriminator, total variation), while descriptors
 from the bank are placed at random boxes and the pathological loss asks the detector's features of the
 synthesised image inside each box to have the descriptor's Gram matrices. ``pathology="global"``
-compares whole-image Gram matrices instead (the style-transfer baseline, Tub-sGAN-like).
+compares whole-image Gram matrices instead (the style-transfer baseline, Tub-sGAN-like). Both modes use
+the same detail loss, outside the placed boxes only (:func:`detail_keep_mask`), so the global baseline is
+free to draw lesions there: the two differ only in where the pathological loss looks.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from medxai_lib.runtime import atomic_write, cache_dir, config_hash, progress, r
 from medxai_lib.train.fit import weights_digest
 
 
-LOSS_VERSION = 4  # part of the generator's cache key: bump when a loss changes
+LOSS_VERSION = 5  # part of the generator's cache key: bump when a loss changes
 
 
 def adversarial_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
@@ -223,9 +225,17 @@ def _batch(healthy: Dataset, bank: DescriptorBank, config: PathoGANConfig, rng: 
     the detail loss's keep mask ``(B, 1, S, S)`` (the field of view outside the boxes)."""
     batch = _stack(healthy, rng.integers(len(healthy), size=config.batch_size), device)
     banks = [random_placements(bank, fov[0].cpu(), int(rng.integers(config.max_lesions + 1)), rng) for fov in batch["fov"]]
-    if config.pathology == "global":    # the style-transfer baseline knows no boxes: detail everywhere
-        return batch, banks, batch["fov"]
-    return batch, banks, (1 - box_mask(banks, bank.image_size)).to(device) * batch["fov"]
+    return batch, banks, detail_keep_mask(banks, batch["fov"])
+
+
+def detail_keep_mask(banks: Sequence[DescriptorBank], fov: torch.Tensor) -> torch.Tensor:
+    """Where the retinal-detail loss applies, for both pathology modes: the field of view ``(B, 1, S, S)``
+    outside the placed boxes (one bank per image). Inside the boxes only the pathological loss speaks,
+    so a global-loss generator is as free to draw lesions as the local one."""
+    if len(banks) != len(fov) or fov.ndim != 4:
+        raise ValueError(f"banks, fov: expected one bank per (B, 1, S, S) field of view, got {len(banks)} and "
+                         f"{tuple(fov.shape)}")
+    return (1 - box_mask(banks, fov.shape[-1])).to(fov) * fov
 
 
 def _train(generator: UNetGenerator, detector: DRDetector, healthy: Dataset, bank: DescriptorBank,

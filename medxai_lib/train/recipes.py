@@ -169,3 +169,32 @@ def shortcut_classifier(seed: int = 0, marker_correlation: float = 1.0, image_si
            "marker_correlation": float(marker_correlation)}
     result = fit(net, train, None, config, device=resolve_device(device), cache_key=key)
     return TrainedRadiographModel(result.model, train, train, result, None, key)
+
+
+@dataclass
+class TrainedLesionClassifier:
+    model: nn.Module
+    train: Dataset
+    val: Dataset
+    fit: FitResult
+
+
+def lesion_type_classifier(seed: int = 0, image_size: int = 96, n_train: int = 300, n_val: int = 100, crop: int = 16,
+                           width: int = 24, epochs: int = 8, lr: float = 2e-3, batch_size: int = 64,
+                           device: str = "auto") -> TrainedLesionClassifier:
+    """The independent lesion-type classifier of notebook 06
+    (:class:`~medxai_lib.models.lesion_classifier.LesionTypeNet`): trained on crops of the same fundus
+    phantom as :func:`dr_detector` (its first ``n_train`` images; validation crops from the detector's
+    held-out seed), with its own initial weights (``seed + 17``). Cached."""
+    from medxai_lib.data import FundusPhantom
+    from medxai_lib.data.lesion_crops import LesionCropDataset
+    from medxai_lib.models.lesion_classifier import LesionTypeNet
+    train = LesionCropDataset(FundusPhantom(n_train, size=image_size, seed=seed, normalize=False), crop, seed=seed)
+    val = LesionCropDataset(FundusPhantom(n_val, size=image_size, seed=seed + 1000, normalize=False), crop, seed=seed + 1)
+    seed_everything(seed + 17)
+    net = LesionTypeNet(crop, width)
+    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed + 17)
+    key = {"data": "fundus-phantom-crops", "size": image_size, "train": n_train, "seed": seed,
+           "renderer": FUNDUS_RENDERER_VERSION, "crop": crop}
+    result = fit(net, train, val, config, device=resolve_device(device), cache_key=key)
+    return TrainedLesionClassifier(result.model, train, val, result)

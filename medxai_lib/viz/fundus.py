@@ -24,14 +24,18 @@ def draw_boxes(ax: plt.Axes, bank: DescriptorBank, colour: str | None = None, ma
 
 
 def plot_fundus_rows(rows: dict[str, torch.Tensor], banks: dict[str, Sequence[DescriptorBank]] | None = None,
-                     normalized: bool = False, cell_inches: float = 1.7, cmap: str = "magma") -> plt.Figure:
-    """One row per entry: ``(B, 3, S, S)`` images (or ``(B, S, S)`` maps, drawn with ``cmap``), with the
-    boxes of ``banks[row][i]`` outlined where given."""
+                     normalized: bool = False, cell_inches: float = 1.9, cmap: str = "magma",
+                     map_label: str = "map / its maximum") -> plt.Figure:
+    """One row per entry: ``(B, 3, S, S)`` images (or ``(B, S, S)`` maps in [0, 1], drawn with ``cmap`` on a
+    shared 0-1 scale with a colour bar), with the boxes of ``banks[row][i]`` outlined in their kind's colour
+    (a legend names the colours)."""
     names = list(rows)
     ncols = max(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(names), ncols, figsize=(cell_inches * ncols, cell_inches * len(names) + 0.2),
+    fig, axes = plt.subplots(len(names), ncols, figsize=(cell_inches * ncols + 0.8, cell_inches * len(names) + 0.5),
                              squeeze=False)
+    kinds_drawn: set[str] = set()
     for r, name in enumerate(names):
+        image = None
         for i, ax in enumerate(axes[r]):
             ax.set_xticks([]), ax.set_yticks([])
             if i >= len(rows[name]):
@@ -39,13 +43,19 @@ def plot_fundus_rows(rows: dict[str, torch.Tensor], banks: dict[str, Sequence[De
                 continue
             item = rows[name][i]
             if item.ndim == 2:
-                ax.imshow(item.detach().cpu().numpy(), cmap=cmap)
+                image = ax.imshow(item.detach().cpu().numpy(), cmap=cmap, vmin=0, vmax=1)
             else:
                 ax.imshow(to_display(item, normalized))
             if banks and name in banks:
                 draw_boxes(ax, banks[name][i])
+                kinds_drawn |= {d.kind for d in banks[name][i]}
         axes[r, 0].set_ylabel(name, fontsize=8)
-    fig.tight_layout()
+        if image is not None:
+            fig.colorbar(image, ax=list(axes[r]), fraction=0.02, pad=0.01).set_label(map_label, fontsize=7)
+    if kinds_drawn:
+        handles = [Rectangle((0, 0), 1, 1, fill=False, ec=KIND_COLOURS.get(k, "cyan"), label=f"box: {k}")
+                   for k in sorted(kinds_drawn)]
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
     return fig
 
 
@@ -84,4 +94,37 @@ def plot_severity(counts: np.ndarray, scores: np.ndarray, label: str = "predicte
     ax.set_ylabel(label)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+GRADE_NAMES = ("0 no DR", "1 mild", "2 moderate", "3 severe", "4 proliferative")
+
+
+def plot_severity_by_kind(counts: Sequence[int], detector: dict[str, np.ndarray], rule: dict[str, np.ndarray],
+                          reader: dict[str, np.ndarray] | None = None) -> plt.Figure:
+    """One panel per lesion kind: the detector's grade (mean and 95% band over images of ``(K, N)`` scores),
+    the grading rule's grade for the inoculated eye ``(K,)`` and, optionally, the rule applied to what the
+    independent classifier reads at the boxes ``(K, N)``. Y-axis in grade units 0-4."""
+    kinds = list(detector)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(2.7 * len(kinds) + 0.4, 3.0), sharey=True, squeeze=False)
+    x = np.asarray(counts)
+    for ax, kind in zip(axes[0], kinds):
+        scores = np.asarray(detector[kind])
+        lo, hi = np.quantile(scores, [0.025, 0.975], axis=1)
+        ax.fill_between(x, lo, hi, color="C3", alpha=0.2, lw=0)
+        ax.plot(x, scores.mean(1), "o-", color="C3", lw=2, ms=3, label="detector (mean, 95% of images)")
+        ax.step(x, rule[kind], where="post", color="k", ls="--", lw=1.5, label="grading rule")
+        if reader is not None and kind in reader:
+            ax.plot(x, np.asarray(reader[kind]).mean(1), "s-", color="C0", lw=1, ms=3,
+                    label="rule on the independent reader's kinds")
+        for t, threshold in enumerate((0.5, 1.5, 2.5, 3.5)):
+            ax.axhline(threshold, color="0.7", ls=":", lw=0.8)
+        ax.set_title(kind.replace("_", " "), fontsize=9)
+        ax.set_xlabel("inoculated copies")
+    axes[0, 0].set_yticks(range(5), GRADE_NAMES, fontsize=7)
+    axes[0, 0].set_ylim(-0.3, 4.8)
+    axes[0, 0].set_ylabel("DR grade (dotted: o_O thresholds)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
