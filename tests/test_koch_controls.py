@@ -124,3 +124,29 @@ def test_per_image_spearman_and_its_null():
     assert median_potent(np.array([5, 1, 3, 2, 4]), ["a", "b", "a", "a", "b"], "a") == 2
     with pytest.raises(ValueError, match="kind"):
         median_potent(np.array([1.0]), ["a"], "z")
+
+
+def test_two_sample_auc_separates_shifted_images_and_checks_shapes():
+    from medxai_lib.evaluate.inoculation import two_sample_auc
+    rng = torch.Generator().manual_seed(0)
+    a = torch.rand(30, 3, 16, 16, generator=rng)
+    assert two_sample_auc(a, (torch.rand(30, 3, 16, 16, generator=rng) + 0.3).clamp(max=1), size=8) > 0.95
+    assert two_sample_auc(a, torch.rand(30, 3, 16, 16, generator=rng), size=8) < 0.85
+    with pytest.raises(ValueError, match="real, synthetic"):
+        two_sample_auc(a[:3], a[:3])
+
+
+def test_lesion_hits_on_the_source_and_at_random_places():
+    from medxai_lib.evaluate.inoculation import lesion_hits
+    mask = torch.zeros(48, 48)
+    mask[10:14, 10:14] = 1
+    on = _descriptor((10, 10, 14, 14))
+    off = _descriptor((30, 30, 34, 34))
+    on.source = off.source = "image 0"
+    bank = DescriptorBank([on, off])
+    assert lesion_hits(bank, [mask]).tolist() == [1.0, 0.0]
+    fov = torch.ones(48, 48)
+    moved = np.mean([lesion_hits(DescriptorBank([on] * 20), [mask], [fov], seed=s).mean() for s in range(5)])
+    assert moved < 0.3
+    with pytest.raises(ValueError, match="fov"):
+        lesion_hits(bank, [mask], seed=0)

@@ -20,7 +20,7 @@ def kernel_shap(predict_proba: Callable[[np.ndarray], np.ndarray], X: np.ndarray
         raise ValueError(f"X, background: expected (N, F) and (F,), got {X.shape} and {background.shape}")
 
     def forward(inputs: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(predict_proba(inputs.detach().cpu().numpy()), dtype=torch.float64)
+        return torch.as_tensor(np.ascontiguousarray(predict_proba(inputs.detach().cpu().numpy()), dtype=np.float64))
 
     torch.manual_seed(seed)
     explainer = KernelShap(forward)
