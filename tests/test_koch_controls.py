@@ -150,3 +150,9 @@ def test_lesion_hits_on_the_source_and_at_random_places():
     assert moved < 0.3
     with pytest.raises(ValueError, match="fov"):
         lesion_hits(bank, [mask], seed=0)
+
+
+def test_dr_detector_rejects_negative_restarts():
+    from medxai_lib.train.recipes import dr_detector
+    with pytest.raises(ValueError, match="restarts"):
+        dr_detector(restarts=-1)

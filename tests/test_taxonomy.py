@@ -129,7 +129,9 @@ def test_black_box_facts_of_the_tabular_methods():
     f = lambda A: np.stack([1 / (1 + np.exp(A[:, 0])), 1 / (1 + np.exp(-A[:, 0]))], 1)  # noqa: E731  numpy only
     assert kernel_shap(f, X[:2], X.mean(0), n_samples=50).shape == (2, 3)
 
-    class OnlyPredicts:                       # an "estimator" that exposes nothing but its outputs
+    from sklearn.base import BaseEstimator
+
+    class OnlyPredicts(BaseEstimator):        # an "estimator" that exposes nothing but its outputs
         def fit(self, *_):
             return self
 
@@ -226,7 +228,7 @@ def test_compare_surrogates_rejects_bad_input():
 def test_lesion_cue_features_follow_the_specs():
     ds = SkinLesionPhantom(12, size=32, seed=3)
     table = lesion_cue_features(ds)
-    assert len(table) == len(ds) and table.shape[1] == 13
+    assert len(table) == len(ds) and table.shape[1] == 14
     for row, spec in zip(table.itertuples(), ds.specs):
         assert [getattr(row, f"has_{c}") for c in EXTRA_COLOURS] == [float(c in spec.colours) for c in EXTRA_COLOURS]
         assert row.n_colours == len(spec.colours) + 1 and row.radius == spec.radius

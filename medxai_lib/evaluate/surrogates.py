@@ -20,7 +20,7 @@ EXTRA_COLOURS = ("dark_brown", "light_brown", "black", "veil", "regression")
 
 
 def lesion_cue_features(dataset: Any) -> "pandas.DataFrame":
-    """A dermatologist's vocabulary for each image of a skin-lesion phantom, ``(N, 13)`` DataFrame: the cue
+    """A dermatologist's vocabulary for each image of a skin-lesion phantom, ``(N, 14)`` DataFrame: the cue
     table's cues (irregularity, asymmetry, n_colours, n_dots, n_hairs, ruler, vignette), one 0/1 column per
     extra colour (``has_<colour>``), the lesion radius and whether the base colour is light brown."""
     import pandas as pd
