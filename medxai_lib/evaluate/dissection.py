@@ -289,3 +289,30 @@ def angular_coverage(activations: torch.Tensor, thresholds: torch.Tensor, border
         counts = torch.bincount(sector[hits], minlength=n_sectors).float()
         out[row] = counts / counts.sum() if counts.sum() > 0 else counts
     return out
+
+
+def _sectors(size: tuple[int, int], centres: torch.Tensor, n_sectors: int) -> torch.Tensor:
+    """Angular sector (0 = from west, counter-clockwise in image coordinates) of every pixel around each
+    image's centre: ``(N, H, W)`` long."""
+    ys, xs = torch.meshgrid((torch.arange(size[0]) + 0.5) / size[0], (torch.arange(size[1]) + 0.5) / size[1], indexing="ij")
+    angle = torch.atan2(ys[None] - centres[:, 1, None, None], xs[None] - centres[:, 0, None, None])
+    return ((angle + np.pi) / (2 * np.pi) * n_sectors).long().clamp(0, n_sectors - 1)
+
+
+def sector_recall(activations: torch.Tensor, thresholds: torch.Tensor, border: torch.Tensor, centres: torch.Tensor,
+                  units: Sequence[int], n_sectors: int = 8) -> torch.Tensor:
+    """How much of each part of the rim a group of units covers together: per image and sector, the
+    share of the border pixels on which at least one of ``units`` fires. ``activations (N, K, h, w)``,
+    ``thresholds (K,)``, ``border (N, 1, H, W)``, ``centres (N, 2)`` (x, y in [0, 1]).
+    Returns ``(N, n_sectors)`` in [0, 1] (0 where an image has no border pixel in a sector)."""
+    units = [int(u) for u in units]
+    if not units:
+        raise ValueError("units: expected at least one unit")
+    size = tuple(border.shape[-2:])
+    fired = firing_maps(activations[:, units], thresholds[units], size).any(1)       # (N, H, W)
+    rim = border[:, 0] > 0.5
+    sector = _sectors(size, centres, n_sectors)
+    onehot = F.one_hot(sector, n_sectors).bool() & rim[..., None]                    # (N, H, W, S)
+    total = onehot.sum((1, 2)).float()
+    hit = (onehot & fired[..., None]).sum((1, 2)).float()
+    return torch.where(total > 0, hit / total.clamp_min(1), torch.zeros_like(hit))

@@ -53,8 +53,8 @@ def plot_block_maps(image: torch.Tensor, maps: Mapping[str, torch.Tensor], block
 
 
 def attention_steps(words: Sequence[str]) -> list[tuple[int, str, int]]:
-    """For each attribute sentence of a generated report, the step of its first word that is not shared by
-    every grade (the grade word where there is one): ``[(step, word, attribute index), ...]``."""
+    """For each attribute sentence of a generated report, the step of its middle word:
+    ``[(step, word, attribute index), ...]`` (the mask/step bookkeeping of the word-by-word figure)."""
     steps, start = [], 0
     for t, word in enumerate(list(words) + ["."]):
         if word != ".":
