@@ -205,3 +205,29 @@ def test_randomisation_test_separates_grad_cam_from_guided_backprop_and_leaves_t
         randomisation_test(model, x, explainers, mode="sideways")
     with pytest.raises(ValueError, match="order"):
         randomisation_test(model, x, explainers, order=["features.nothing"])
+
+
+# ---- computing maps once, caching results -------------------------------------------------------------
+
+def test_compute_maps_matches_attribute_and_cached_computes_once(tmp_path, monkeypatch):
+    from medxai_lib.evaluate.report import cached, compute_maps, tensor_digest
+    from medxai_lib.explain import as_heatmap, attribute
+    monkeypatch.setenv("MEDXAI_CACHE", str(tmp_path))
+    model, x = textured_densenet(2), phantom_images(2, size=32)
+    targets = torch.tensor([0, 1])
+    maps, seconds = compute_maps(model, x, targets, {"grad_cam": {"layer": "features"}, "saliency": {}})
+    expected = as_heatmap(attribute(model, x, "saliency", classes=targets), (32, 32))[:, 0]
+    assert torch.allclose(maps["saliency"], expected) and maps["grad_cam"].shape == (2, 32, 32)
+    assert set(seconds) == {"grad_cam", "saliency"} and all(s >= 0 for s in seconds.values())
+    with pytest.raises(ValueError, match="unknown"):
+        compute_maps(model, x, targets, {"gradcam": {}})
+    calls = []
+    key = {"images": tensor_digest(x), "n": 1}
+    first, hit1 = cached("demo", key, lambda: calls.append(1) or {"value": 3})
+    second, hit2 = cached("demo", key, lambda: calls.append(1) or {"value": 4})
+    assert (first, hit1, second, hit2, len(calls)) == ({"value": 3}, False, {"value": 3}, True, 1)
+    other, hit3 = cached("demo", {**key, "n": 2}, lambda: {"value": 5})
+    assert (other, hit3) == ({"value": 5}, False)
+    assert tensor_digest(x) != tensor_digest(x + 1e-3)
+    with pytest.raises(ValueError, match="name"):
+        cached("no spaces please", key, dict)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -63,3 +63,65 @@ def method_report(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, t
             row["images left out (empty mask)"] = n_empty
         rows.append(row)
     return pd.DataFrame(rows).set_index("method"), heatmaps
+
+
+def compute_maps(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, methods: dict[str, dict[str, Any]]
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Run every method once on ``images (B, C, H, W)`` for ``targets (B,)``: name -> ``(B, H, W)`` maps at
+    image resolution on the CPU (layer maps upsampled bilinearly, signed input maps summed over channels),
+    and name -> wall seconds."""
+    if not isinstance(methods, dict) or not methods:
+        raise ValueError(f"methods: expected a non-empty dict name -> keyword arguments, got {methods!r}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"methods: unknown {unknown}; valid methods: {', '.join(sorted(METHODS))}")
+    size = tuple(images.shape[-2:])
+    maps, seconds = {}, {}
+    for name, kwargs in methods.items():
+        start = time.perf_counter()
+        output = attribute(model, images, name, classes=targets, **kwargs)
+        seconds[name] = time.perf_counter() - start
+        maps[name] = as_heatmap(output.detach(), size)[:, 0].cpu()
+    return maps, seconds
+
+
+def library_digest(packages: tuple[str, ...] = ("explain", "evaluate", "models")) -> str:
+    """Short hash of the library's source in ``packages``: part of every cache key below, so cached maps
+    and scores are recomputed whenever the code that made them changes."""
+    import hashlib
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for package in packages:
+        for path in sorted((root / package).glob("*.py")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """Short hash of tensors' shapes and bytes (e.g. the evaluation images) for a cache key."""
+    import hashlib
+    digest = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        digest.update(str((tuple(t.shape), str(t.dtype))).encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def cached(name: str, key: dict[str, Any], compute: Callable[[], Any], enabled: bool = True) -> tuple[Any, bool]:
+    """``compute()`` once per ``key`` (a JSON-able dict; the library digest is added): the result is pickled
+    under ``cache_dir()/results/<name>-<hash>.pt`` and loaded on the next call. Returns ``(result, from_cache)``.
+    ``enabled=False`` always computes (and stores nothing)."""
+    from medxai_lib.runtime import atomic_write, cache_dir, config_hash
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name: expected an identifier-like string, got {name!r}")
+    if not enabled:
+        return compute(), False
+    path = cache_dir() / "results" / f"{name}-{config_hash({**key, 'library': library_digest()})}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=False), True
+    result = compute()
+    atomic_write(path, lambda tmp: torch.save(result, tmp))
+    return result, False

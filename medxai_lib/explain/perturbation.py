@@ -3,7 +3,8 @@ any callable mapping ``(N, C, H, W)`` images to ``(N, K)`` scores. All return ``
 
 * occlusion (Zeiler & Fergus 2014): slide a baseline patch; every window of a chunk and every class
   from the same batched forwards; a pixel's attribution = mean score drop over the windows covering it.
-* RISE (Petsiuk et al. 2018): random smooth masks, saliency = score-weighted average of the masks.
+* RISE (Petsiuk et al. 2018): random smooth masks, saliency = score-weighted average of the masks
+  (optionally with mean-centred scores, a lower-variance estimator of the same map up to a constant).
 * LIME (Ribeiro et al. 2016) on SLIC superpixels: a local weighted linear surrogate.
 """
 from __future__ import annotations
@@ -74,11 +75,11 @@ def occlusion(model: Model, images: torch.Tensor, classes: ClassSpec = None, win
         return torch.stack(out)[:, :, None]
 
 
-def rise(model: Model, images: torch.Tensor, classes: ClassSpec = None, n_masks: int = 500, grid: int = 8,
-         keep_prob: float = 0.5, seed: int = 0, chunk_size: int | str = "auto") -> torch.Tensor:
-    """RISE, ``(B, T, 1, H, W)``: ``sum_i p_c(x * M_i) M_i / (N * keep_prob)`` with smooth random masks
-    (``grid`` x ``grid`` Bernoulli cells, bilinearly upsampled, randomly shifted). Scores are
-    probabilities (softmax; sigmoid for one output). The same masks for every image and class."""
+def rise_masks(n_masks: int, size: tuple[int, int], grid: int = 8, keep_prob: float = 0.5, seed: int = 0
+               ) -> torch.Tensor:
+    """RISE's smooth random masks (Petsiuk et al. 2018; as in the authors' code): ``grid`` x ``grid``
+    Bernoulli(``keep_prob``) cells, bilinearly upsampled to ``(grid + 1)`` cells of ``ceil(size / grid)``
+    pixels and cropped at a random shift. Returns ``(N, 1, H, W)`` in [0, 1]."""
     n_masks, grid = _as_int(n_masks), _as_int(grid)
     if not 0 < keep_prob < 1:
         raise ValueError(f"keep_prob: expected a probability in (0, 1), got {keep_prob!r}")
@@ -86,23 +87,50 @@ def rise(model: Model, images: torch.Tensor, classes: ClassSpec = None, n_masks:
         raise ValueError(f"grid: expected a positive int, got {grid!r}")
     if type(n_masks) is not int or n_masks < 1:
         raise ValueError(f"n_masks: expected a positive int, got {n_masks!r}")
+    height, width = size
+    cell_h, cell_w = int(np.ceil(height / grid)), int(np.ceil(width / grid))
+    generator = torch.Generator().manual_seed(seed)
+    cells = (torch.rand(n_masks, 1, grid, grid, generator=generator) < keep_prob).float()
+    big = F.interpolate(cells, size=((grid + 1) * cell_h, (grid + 1) * cell_w), mode="bilinear", align_corners=False)
+    shifts = torch.randint(0, cell_h, (n_masks,), generator=generator), torch.randint(0, cell_w, (n_masks,), generator=generator)
+    return torch.stack([big[n, :, dy:dy + height, dx:dx + width] for n, (dy, dx) in enumerate(zip(*shifts))])
+
+
+def rise_scores(model: Model, images: torch.Tensor, masks: torch.Tensor, classes: ClassSpec = None,
+                chunk_size: int | str = "auto") -> torch.Tensor:
+    """The class probabilities of every masked image ``images[b] * masks[n]``: ``(B, N, T)`` (softmax;
+    sigmoid for one output). RISE maps are weighted sums of the masks with these scores."""
+    if masks.ndim != 4 or masks.shape[1] != 1 or masks.shape[-2:] != images.shape[-2:]:
+        raise ValueError(f"masks: expected (N, 1, H, W) with (H, W) = {tuple(images.shape[-2:])}, got {tuple(masks.shape)}")
     with eval_mode(model), torch.no_grad():
         scores = _checked_scores(model, images)
         idx = resolve_classes(classes, scores)
-        height, width = images.shape[-2:]
-        cell_h, cell_w = int(np.ceil(height / grid)), int(np.ceil(width / grid))
-        generator = torch.Generator().manual_seed(seed)
-        cells = (torch.rand(n_masks, 1, grid, grid, generator=generator) < keep_prob).float()
-        big = F.interpolate(cells, size=((grid + 1) * cell_h, (grid + 1) * cell_w), mode="bilinear", align_corners=False)
-        shifts = torch.randint(0, cell_h, (n_masks,), generator=generator), torch.randint(0, cell_w, (n_masks,), generator=generator)
-        masks = torch.stack([big[n, :, dy:dy + height, dx:dx + width]
-                             for n, (dy, dx) in enumerate(zip(*shifts))]).to(images.device)   # (N, 1, H, W)
-        chunk = chunk_size_for(model, images, n_masks, chunk_size)
-        out = []
-        for b in range(len(images)):
-            probs = _probabilities(_forward_in_chunks(model, images[b:b + 1] * masks, chunk))[:, idx[b]]  # (N, T)
-            out.append(torch.einsum("nt,nhw->thw", probs, masks[:, 0]) / (n_masks * keep_prob))
-        return torch.stack(out)[:, :, None]
+        masks = masks.to(images.device)
+        chunk = chunk_size_for(model, images, len(masks), chunk_size)
+        return torch.stack([_probabilities(_forward_in_chunks(model, images[b:b + 1] * masks, chunk))[:, idx[b]]
+                            for b in range(len(images))])
+
+
+def rise_from_scores(masks: torch.Tensor, probs: torch.Tensor, keep_prob: float, centred: bool = False) -> torch.Tensor:
+    """RISE maps ``(B, T, 1, H, W)`` from ``masks (N, 1, H, W)`` and ``probs (B, N, T)``:
+    ``sum_i p_i M_i / (N * keep_prob)`` (the paper), or with ``centred`` the scores minus their mean over
+    the masks, ``sum_i (p_i - mean p) M_i / (N * keep_prob)``: the same expected map up to a constant
+    (every pixel is kept with probability ``keep_prob``), without the noise of how often each pixel
+    happened to be kept, which dominates the paper's estimator when the scores vary little."""
+    weights = probs - probs.mean(1, keepdim=True) if centred else probs
+    maps = torch.einsum("bnt,nhw->bthw", weights, masks[:, 0].to(probs.device)) / (masks.shape[0] * keep_prob)
+    return maps[:, :, None]
+
+
+def rise(model: Model, images: torch.Tensor, classes: ClassSpec = None, n_masks: int = 500, grid: int = 8,
+         keep_prob: float = 0.5, seed: int = 0, chunk_size: int | str = "auto", centred: bool = False) -> torch.Tensor:
+    """RISE, ``(B, T, 1, H, W)``: ``sum_i p_c(x * M_i) M_i / (N * keep_prob)`` with smooth random masks
+    (:func:`rise_masks`: ``grid`` x ``grid`` Bernoulli cells, bilinearly upsampled, randomly shifted).
+    Scores are probabilities (softmax; sigmoid for one output). The same masks for every image and
+    class. ``centred``: subtract each image's mean score first (:func:`rise_from_scores`)."""
+    check_images(model, images)
+    masks = rise_masks(n_masks, tuple(images.shape[-2:]), grid, keep_prob, seed).to(images.device)
+    return rise_from_scores(masks, rise_scores(model, images, masks, classes, chunk_size), keep_prob, centred)
 
 
 def superpixels(image: torch.Tensor, n_segments: int = 40, compactness: float = 10.0) -> np.ndarray:

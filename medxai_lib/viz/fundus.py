@@ -112,7 +112,7 @@ def plot_severity_by_kind(counts: Sequence[int], detector: dict[str, np.ndarray]
         scores = np.asarray(detector[kind])
         lo, hi = np.quantile(scores, [0.025, 0.975], axis=1)
         ax.fill_between(x, lo, hi, color="C3", alpha=0.2, lw=0)
-        ax.plot(x, scores.mean(1), "o-", color="C3", lw=2, ms=3, label="detector (mean, 95% of images)")
+        ax.plot(x, scores.mean(1), "o-", color="C3", lw=2, ms=3, label="detector (mean; band: central 95% of images)")
         ax.step(x, rule[kind], where="post", color="k", ls="--", lw=1.5, label="grading rule")
         if reader is not None and kind in reader:
             ax.plot(x, np.asarray(reader[kind]).mean(1), "s-", color="C0", lw=1, ms=3,

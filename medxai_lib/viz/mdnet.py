@@ -21,7 +21,7 @@ def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 
 
 def plot_block_maps(image: torch.Tensor, maps: Mapping[str, torch.Tensor], block_names: Sequence[str],
-                    class_name: str, cell_inches: float = 2.0) -> plt.Figure:
+                    class_name: str, cell_inches: float = 2.4) -> plt.Figure:
     """Rows = models, columns = the image then each block's contribution map to ``class_name``
     (``maps[name]``: ``(M, h, w)``, e.g. from ``MDNetImage.block_maps``), on ONE symmetric diverging scale
     shared by every panel; each panel's title gives the block's contribution (the map's mean)."""
@@ -47,8 +47,8 @@ def plot_block_maps(image: torch.Tensor, maps: Mapping[str, torch.Tensor], block
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     fig.colorbar(heat, ax=axes, shrink=0.7, label=f"contribution to the '{class_name}' score (shared scale)")
-    fig.suptitle(f"Decoupled output: each block's map w_m^c · F_m for class '{class_name}' "
-                 "(title: its mean = its share of the logit)", fontsize=10)
+    fig.suptitle(f"Decoupled output for class '{class_name}': each block's map w_m^c · F_m\n"
+                 "(panel title: the map's mean = the block's contribution to the logit)", fontsize=10, x=0.45)
     return fig
 
 
@@ -69,7 +69,7 @@ def attention_steps(words: Sequence[str]) -> list[tuple[int, str, int]]:
 
 
 def plot_attention_strip(image: torch.Tensor, words: Sequence[str], attention: torch.Tensor,
-                         attribute_masks: torch.Tensor, model_name: str, cell_inches: float = 2.0) -> plt.Figure:
+                         attribute_masks: torch.Tensor, model_name: str, cell_inches: float = 2.4) -> plt.Figure:
     """Word by word: one panel per attribute sentence of a generated report, the attention ``(T, h, w)`` of
     a word in its middle blended over the image on one shared scale, with the contour of THAT attribute's
     region (colour per attribute). ``attribute_masks (5, H, W)``."""
@@ -95,19 +95,19 @@ def plot_attention_strip(image: torch.Tensor, words: Sequence[str], attention: t
     for ax in axes:
         ax.set_xticks([]), ax.set_yticks([])
     fig.colorbar(heat, ax=axes, shrink=0.8, label="attention / uniform (shared scale)")
-    fig.suptitle(f"{model_name}: attention at one word of each attribute sentence "
-                 "(contour: that attribute's region; none drawn when the grade is 0)", fontsize=9)
+    fig.suptitle(f"{model_name}: attention at the middle word of each attribute sentence\n"
+                 "(contour: that attribute's region; none drawn when the grade is 0)", fontsize=9, x=0.45)
     return fig
 
 
-def plot_ratio_matrices(matrices: Mapping[str, np.ndarray], cell_inches: float = 3.0) -> plt.Figure:
+def plot_ratio_matrices(matrices: Mapping[str, np.ndarray], cell_inches: float = 3.2) -> plt.Figure:
     """Sentence (rows) x region (columns) mean in-region attention ratios, one panel per model, on one
     diverging scale centred on 1 (= uniform attention); values written in the cells."""
     values = np.concatenate([np.asarray(m, dtype=float).ravel() for m in matrices.values()])
     hi = max(float(np.nanmax(values)), 1.05)
     norm = TwoSlopeNorm(vcenter=1.0, vmin=min(float(np.nanmin(values)), 0.95), vmax=hi)
-    fig, axes = plt.subplots(1, len(matrices), figsize=(cell_inches * len(matrices) + 1.2, cell_inches + 0.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(matrices), figsize=(cell_inches * len(matrices) + 1.2, cell_inches + 0.6),
+                             squeeze=False, gridspec_kw={"wspace": 0.45})
     heat = None
     for ax, (name, m) in zip(axes[0], matrices.items()):
         heat = ax.imshow(m, cmap="RdBu_r", norm=norm)
@@ -119,11 +119,13 @@ def plot_ratio_matrices(matrices: Mapping[str, np.ndarray], cell_inches: float =
         ax.set_title(name, fontsize=9)
     axes[0, 0].set_ylabel("sentence about attribute", fontsize=8)
     fig.colorbar(heat, ax=axes, shrink=0.8, label="attention in region / area share (1 = uniform)")
+    fig.suptitle("Mean attention ratio of each attribute sentence (rows) on each attribute's region (columns); "
+                 "word-specific attention shows as a diagonal", fontsize=9)
     return fig
 
 
 def plot_retrieval_gallery(images: torch.Tensor, titles: Sequence[str], relevant: Sequence[bool], query: str,
-                           method: str, cell_inches: float = 2.0) -> plt.Figure:
+                           method: str, cell_inches: float = 2.2) -> plt.Figure:
     """The top-k images of a ranking, each titled with its true grades; green frame = relevant."""
     fig, axes = plt.subplots(1, len(images), figsize=(cell_inches * len(images), cell_inches + 0.8), squeeze=False)
     for ax, image, title, hit in zip(axes[0], images, titles, relevant):

@@ -11,6 +11,7 @@ Every image inherits its study's label. Items have the phantom's record shape wi
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ def _mura_dir(root: str | Path) -> Path:
 
 def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
     """``(line number, cells)`` of a header-less MURA CSV; blank lines are skipped, and so is a header
-    row (a first row whose path cell has no '/', e.g. ``Path,Label``); a UTF-8 BOM is ignored."""
+    row (a first row whose path cell is a plain word such as ``Path``, e.g. ``Path,Label``); a UTF-8
+    BOM is ignored."""
     if not path.exists():
         raise FileNotFoundError(f"MURA: missing index file {path}")
     try:
@@ -42,7 +44,7 @@ def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
             rows = [(n, row) for n, row in enumerate(csv.reader(fh), start=1) if row and any(c.strip() for c in row)]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ValueError(f"{path}: not a readable UTF-8 CSV ({exc})") from exc
-    if rows and "/" not in rows[0][1][0]:
+    if rows and re.fullmatch(r"[A-Za-z_ ]+", rows[0][1][0].strip()):
         rows = rows[1:]
     if not rows:
         raise ValueError(f"{path}: lists nothing (empty file); the dataset would be empty")
