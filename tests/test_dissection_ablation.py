@@ -130,7 +130,7 @@ def test_kernel_shap_on_a_linear_function():
 def test_taxonomy_table_covers_every_axis():
     table = taxonomy_table(include_other=True)
     assert set(table["stage"]) == {"pre-model", "in-model", "post-model"}
-    assert set(table["scope"]) == {"local", "global"} and set(table["form"]) == {"surrogate", "visualization"}
+    assert set(table["scope"]) == {"local", "global"} and set(table["form"]) == {"surrogate", "visualization", "neither"}
     assert set(table["attribution"]) == {True, False}
     assert table.loc["attention_gate", "stage"] == "in-model" and not table.loc["attention_gate", "attribution"]
     assert len(taxonomy_table()) < len(table)

@@ -74,7 +74,3 @@ def plot_signed_maps(images: torch.Tensor, columns: Mapping[str, torch.Tensor], 
         fig.suptitle(title, fontsize=10)
     return fig
 
-
-def signed_limits(columns: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, float]:
-    """:func:`symmetric_limit` of each column (to report the scales a figure used)."""
-    return {name: symmetric_limit(torch.as_tensor(np.asarray(m))) for name, m in columns.items()}
