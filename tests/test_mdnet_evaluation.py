@@ -107,3 +107,18 @@ def test_histology_grade_correlation_option():
             HistologyPhantom(3, grade_correlation=bad)
     with pytest.raises(ValueError, match="grade_probs"):
         HistologyPhantom(3, grade_correlation=0.0, grade_probs=(0.5, 0.5, 0.5))
+
+
+def test_mdnet_figures_pick_steps_and_share_scales():
+    import matplotlib
+    matplotlib.use("Agg")
+    from medxai_lib.viz.mdnet import attention_steps, plot_block_maps, plot_ratio_matrices
+    words = "there is severe cell crowding . polarity is preserved . conclusion normal .".split()
+    assert attention_steps(words) == [(2, "severe", 1), (7, "is", 2)]      # middle word of each attribute sentence
+    fig = plot_ratio_matrices({"a": np.eye(5) + 1, "b": np.ones((5, 5))})
+    heat = [ax for ax in fig.axes if ax.images]
+    assert len(heat) == 2 and heat[0].images[0].norm is heat[1].images[0].norm          # one shared scale
+    maps = {"x": torch.randn(3, 4, 4), "y": torch.randn(3, 4, 4)}
+    fig = plot_block_maps(torch.zeros(3, 16, 16), maps, ["stem", "block1", "block2"], "normal")
+    limits = {ax.images[0].get_clim() for ax in fig.axes if ax.images and ax.images[0].get_cmap().name == "RdBu_r"}
+    assert len(limits) == 1 and list(limits)[0][0] == -list(limits)[0][1]                # symmetric, shared
