@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 NOT_YET_CONVERTED = {
     "01_taxonomy", "02_skin_lesion_feature_maps", "03_cam_vs_gradcam_mura",
-    "04_attribution_and_perturbation", "05_mdnet_reports", "06_koch_descriptors_gan",
+    "04_attribution_and_perturbation",
 }
 NO_CONTROL = {"", "none", "nothing", "no control", "-"}
 

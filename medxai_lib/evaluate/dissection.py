@@ -6,18 +6,17 @@ For unit k of a layer, ``T_k`` is the top-``quantile`` activation over every pos
 compared with each concept mask; IoU_kc = sum over images of the intersection / sum of the union.
 
 As in Bau et al., each unit is labelled with its single best concept. It *detects* that concept only
-when its IoU beats ``min_iou`` (Bau: 0.04) and the concept's null: the ``null_quantile`` (95%)
-of the IoUs that no concept knowledge can explain, taken for each of two nulls (the larger counts):
-
-* **shuffled masks**: the same units against concept masks shuffled across images (each image gets
-  another image's masks), which keeps each concept's size and typical position, so a unit that fires
-  "where lesions usually are" scores as high here as on the true masks;
-* **random units**: the units of an untrained network of the same architecture (``null_activations``),
-  each thresholded at its own top quantile.
+when its IoU beats ``min_iou`` (Bau: 0.04) and the concept's **null**: the ``null_quantile`` (95%) of
+the IoUs of every unit of the layer against the concept masks *shuffled across images* (each image gets
+another image's masks; ``n_shuffles`` shuffles). Shuffling keeps each concept's size and typical
+position, so a unit that fires "where lesions usually are", or a large concept that any unit overlaps,
+scores as high in the null as on the true masks; only a unit that follows the concept from image to
+image beats it. (Whether *training* made a detector is a different question: dissect an untrained
+network of the same shape the same way and compare.)
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -122,22 +121,19 @@ def _iou(inter: torch.Tensor, union: torch.Tensor) -> torch.Tensor:
 
 
 class NetworkDissection:
-    """scikit-learn-style dissection: ``fit(activations, concepts, names, null_activations)``.
+    """scikit-learn-style dissection: ``fit(activations, concepts, names)``, then the fitted attributes.
 
     Args:
         quantile: the top share of activations that counts as "firing" (Bau: 0.005).
         min_iou: a unit detects a concept only above this IoU (Bau: 0.04).
         null_quantile: ... and above this quantile of the concept's null IoUs (0.95).
-        n_shuffles: how many shuffles of the masks across images make the shuffled-mask null.
+        n_shuffles: how many shuffles of the masks across images make the null (K units each).
         seed: seeds the shuffles.
 
-    Fitted: ``thresholds_ (K,)``, ``iou_ (K, C)``, ``intersections_ / unions_ (N, K, C)`` per image,
-    ``null_shuffled_ (S, K, C)`` and its per-image counts ``null_intersections_ / null_unions_
-    (S, N, K, C)``, ``null_random_ (K', C)`` with per-image counts ``random_intersections_ /
-    random_unions_ (N, K', C)`` (when ``null_activations`` is given), ``null_quantiles_`` (null name ->
-    ``(C,)``), ``null_threshold_ (C,)`` (their maximum),
-    ``best_concept_ (K,)`` (index), ``best_iou_ (K,)``, ``detected_ (K,)`` bool, ``concept_area_ (C,)``
-    (mean share of the image each concept covers).
+    Fitted: ``thresholds_ (K,)``; ``iou_ (K, C)`` and the per-image counts behind it, ``intersections_``
+    / ``unions_ (N, K, C)``; the null ``null_iou_ (S, K, C)`` with ``null_intersections_`` /
+    ``null_unions_ (S, N, K, C)``; ``null_threshold_ (C,)``; Bau's labels ``best_concept_ (K,)`` (index),
+    ``best_iou_ (K,)``; ``detected_ (K,)`` bool; ``concept_area_ (C,)`` (mean share of the image).
     """
 
     def __init__(self, quantile: float = 0.005, min_iou: float = 0.04, null_quantile: float = 0.95,
@@ -151,35 +147,23 @@ class NetworkDissection:
         self.quantile, self.min_iou, self.null_quantile = quantile, min_iou, null_quantile
         self.n_shuffles, self.seed, self.batch_size = n_shuffles, seed, batch_size
 
-    def fit(self, activations: torch.Tensor, concepts: torch.Tensor, concept_names: Sequence[str] | None = None,
-            null_activations: torch.Tensor | None = None) -> "NetworkDissection":
-        """``activations (N, K, h, w)``, ``concepts (N, C, H, W)`` binary masks, ``null_activations
-        (N, K', h', w')`` the same images through an untrained network (optional: random-unit null)."""
+    def fit(self, activations: torch.Tensor, concepts: torch.Tensor, concept_names: Sequence[str] | None = None
+            ) -> "NetworkDissection":
+        """``activations (N, K, h, w)``, ``concepts (N, C, H, W)`` binary masks (N >= 2)."""
         if activations.ndim != 4 or concepts.ndim != 4 or activations.shape[0] != concepts.shape[0]:
             raise ValueError(f"activations, concepts: expected (N, K, h, w) and (N, C, H, W) with one N, got "
                              f"{tuple(activations.shape)} and {tuple(concepts.shape)}")
         names = list(concept_names) if concept_names is not None else [f"concept{c}" for c in range(concepts.shape[1])]
         if len(names) != concepts.shape[1]:
             raise ValueError(f"concept_names: expected {concepts.shape[1]} names, got {len(names)}")
-        if null_activations is not None and (null_activations.ndim != 4 or len(null_activations) != len(activations)):
-            raise ValueError(f"null_activations: expected (N, K', h', w') with N = {len(activations)}, got "
-                             f"{tuple(null_activations.shape)}")
         self.concept_names_ = names
         self.thresholds_ = unit_thresholds(activations, self.quantile)
         orders = [shuffled_order(len(activations), self.seed + s) for s in range(self.n_shuffles)]
         inter, union = iou_counts(activations, self.thresholds_, concepts, orders, self.batch_size)
         self.intersections_, self.unions_ = inter[0], union[0]
         self.null_intersections_, self.null_unions_ = inter[1:], union[1:]
-        self.iou_, self.null_shuffled_ = _iou(inter[0], union[0]), _iou(inter[1:], union[1:])
-        self.null_quantiles_ = {"shuffled masks": torch.quantile(self.null_shuffled_.flatten(0, 1), self.null_quantile, dim=0)}
-        self.null_random_ = None
-        if null_activations is not None:
-            self.random_thresholds_ = unit_thresholds(null_activations, self.quantile)
-            r_inter, r_union = iou_counts(null_activations, self.random_thresholds_, concepts, (), self.batch_size)
-            self.random_intersections_, self.random_unions_ = r_inter[0], r_union[0]
-            self.null_random_ = _iou(r_inter[0], r_union[0])
-            self.null_quantiles_["random units"] = torch.quantile(self.null_random_, self.null_quantile, dim=0)
-        self.null_threshold_ = torch.stack(list(self.null_quantiles_.values())).amax(0)
+        self.iou_, self.null_iou_ = _iou(inter[0], union[0]), _iou(inter[1:], union[1:])
+        self.null_threshold_ = torch.quantile(self.null_iou_.flatten(0, 1), self.null_quantile, dim=0)
         best = self.iou_.max(1)
         self.best_concept_, self.best_iou_ = best.indices, best.values
         self.detected_ = (self.best_iou_ > self.min_iou) & (self.best_iou_ > self.null_threshold_[self.best_concept_])
@@ -211,28 +195,16 @@ class NetworkDissection:
         """For each unit: (unit, its best concept, IoU)."""
         return [(k, self.concept_names_[int(c)], float(v)) for k, (v, c) in enumerate(zip(self.best_iou_, self.best_concept_))]
 
-    def image_counts(self, unit: int, concept: str, null: str | None = None) -> np.ndarray:
-        """Per-image (intersection, union) of ``unit`` with ``concept``: ``(N, 2)``, for a claim with
-        :func:`ratio_of_sums`. ``null``: ``None`` (true masks), ``"shuffled"`` (the first shuffle) or
-        ``"random"`` (``unit`` indexes the untrained network's units)."""
+    def image_counts(self, unit: int, concept: str, shuffled: bool = False) -> np.ndarray:
+        """Per-image (intersection, union) of ``unit`` with ``concept``, ``(N, 2)``, for a claim with
+        :func:`ratio_of_sums`; ``shuffled``: against the first shuffle of the masks (the null)."""
         c = self._column(concept)
-        if null is None:
-            inter, union = self.intersections_, self.unions_
-        elif null == "shuffled":
-            inter, union = self.null_intersections_[0], self.null_unions_[0]
-        elif null == "random" and self.null_random_ is not None:
-            inter, union = self.random_intersections_, self.random_unions_
-        else:
-            raise ValueError(f"null: expected None, 'shuffled' or 'random' (with null_activations), got {null!r}")
+        inter, union = (self.null_intersections_[0], self.null_unions_[0]) if shuffled else (self.intersections_, self.unions_)
         return torch.stack([inter[:, unit, c], union[:, unit, c]], 1).numpy()
 
-    def best_null_unit(self, concept: str, null: str) -> int:
-        """The unit with the highest null IoU for ``concept`` (``"shuffled"``: first shuffle; ``"random"``)."""
-        c = self._column(concept)
-        table = self.null_shuffled_[0] if null == "shuffled" else self.null_random_ if null == "random" else None
-        if table is None:
-            raise ValueError(f"null: expected 'shuffled' or 'random' (with null_activations), got {null!r}")
-        return int(table[:, c].argmax())
+    def best_null_unit(self, concept: str) -> int:
+        """The unit with the highest IoU against the first shuffle of ``concept``'s masks."""
+        return int(self.null_iou_[0, :, self._column(concept)].argmax())
 
     def summary(self) -> "pandas.DataFrame":
         """One row per concept: its area, the null's threshold, the best IoU of any unit and how many
@@ -242,8 +214,7 @@ class NetworkDissection:
         for c, name in enumerate(self.concept_names_):
             units = self.units_for(name)
             rows[name] = {"area (share of image)": round(float(self.concept_area_[c]), 4),
-                          **{f"null {int(100 * self.null_quantile)}th pct, {k}": round(float(v[c]), 3)
-                             for k, v in self.null_quantiles_.items()},
+                          f"null {100 * self.null_quantile:g}th pct IoU": round(float(self.null_threshold_[c]), 3),
                           "best IoU (any unit)": round(float(self.iou_[:, c].max()), 3),
                           "units labelled": int((self.best_concept_ == c).sum()),
                           "detectors": len(units), "detector units": units}
@@ -254,15 +225,35 @@ class NetworkDissection:
         return pd.DataFrame(self.iou_.numpy(), columns=self.concept_names_).rename_axis("unit")
 
 
+def compare_dissections(trained: NetworkDissection, untrained: NetworkDissection, seed: int = 0
+                        ) -> "pandas.DataFrame":
+    """Did training make the detectors? Per concept: each network's best IoU and detector count, and the
+    difference of the best units' IoUs with a 95% bootstrap CI over images (paired)."""
+    import pandas as pd
+    from medxai_lib.evaluate.claims import claim
+    if trained.concept_names_ != untrained.concept_names_:
+        raise ValueError("trained, untrained: expected dissections of the same concepts")
+    rows = {}
+    for name in trained.concept_names_:
+        best_t, best_u = trained.ranked(name)[0], untrained.ranked(name)[0]
+        result = claim(f"{name} trained vs untrained", trained.image_counts(best_t, name),
+                       {"untrained": untrained.image_counts(best_u, name)}, statistic=ratio_of_sums, seed=seed, show=False)
+        diff = result.controls[0]
+        rows[name] = {"trained: best IoU": round(result.value, 3), "untrained: best IoU": round(diff.value, 3),
+                      "difference [95% CI]": f"{diff.difference:+.3f} [{diff.difference_ci[0]:+.3f}, {diff.difference_ci[1]:+.3f}]",
+                      "training clearly better": bool(diff.difference_ci[0] > 0),
+                      "trained: detectors": len(trained.units_for(name)), "untrained: detectors": len(untrained.units_for(name))}
+    return pd.DataFrame(rows).T.rename_axis("concept")
+
+
 def quantile_sweep(activations: torch.Tensor, concepts: torch.Tensor, concept_names: Sequence[str],
-                   quantiles: Sequence[float], null_activations: torch.Tensor | None = None, **kwargs: object
-                   ) -> "pandas.DataFrame":
+                   quantiles: Sequence[float], **kwargs: object) -> "pandas.DataFrame":
     """Dissect once per quantile; one row per (quantile, concept) with the null threshold, the best
     IoU and the number of detectors. ``kwargs`` go to :class:`NetworkDissection`."""
     import pandas as pd
     frames = []
     for q in quantiles:
-        table = NetworkDissection(quantile=q, **kwargs).fit(activations, concepts, concept_names, null_activations).summary()
+        table = NetworkDissection(quantile=q, **kwargs).fit(activations, concepts, concept_names).summary()
         frames.append(table.drop(columns="detector units").assign(quantile=q).reset_index())
     return pd.concat(frames, ignore_index=True).set_index(["quantile", "concept"])
 
@@ -316,3 +307,66 @@ def sector_recall(activations: torch.Tensor, thresholds: torch.Tensor, border: t
     total = onehot.sum((1, 2)).float()
     hit = (onehot & fired[..., None]).sum((1, 2)).float()
     return torch.where(total > 0, hit / total.clamp_min(1), torch.zeros_like(hit))
+
+
+def side_preference(per_unit_recall: torch.Tensor, select: torch.Tensor) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Does each unit fire on one side of the rim? ``per_unit_recall (U, N, S)`` (:func:`sector_recall`
+    of each unit alone); each unit's preferred sector is the argmax of its mean over the ``select``
+    images (bool ``(N,)``). On the other images, returns the mean over units of the recall in the
+    preferred sector and in the opposite one, each ``(N_test,)``, and the preferred sectors."""
+    if per_unit_recall.ndim != 3 or select.shape != (per_unit_recall.shape[1],):
+        raise ValueError(f"per_unit_recall, select: expected (U, N, S) and (N,), got {tuple(per_unit_recall.shape)} "
+                         f"and {tuple(select.shape)}")
+    if per_unit_recall.shape[-1] % 2:
+        raise ValueError(f"per_unit_recall: an opposite sector needs an even number of sectors, got {per_unit_recall.shape[-1]}")
+    if select.all() or not select.any():
+        raise ValueError("select: expected both selection and held-out images")
+    n_sectors = per_unit_recall.shape[-1]
+    preferred = per_unit_recall[:, select].mean(1).argmax(1)                     # (U,)
+    opposite = (preferred + n_sectors // 2) % n_sectors
+    held = per_unit_recall[:, ~select]                                           # (U, N_test, S)
+    rows = torch.arange(len(preferred))
+    tested = held[rows, :, preferred].mean(0)
+    control = held[rows, :, opposite].mean(0)
+    return tested.numpy(), control.numpy(), preferred.tolist()
+
+
+def sectors_covered(share: float) -> Callable[[np.ndarray], np.ndarray]:
+    """A claim statistic: ``(B, N, S)`` per-image sector recall -> ``(B,)`` the number of sectors whose
+    mean recall over the resampled images reaches ``share``."""
+    def statistic(samples: np.ndarray) -> np.ndarray:
+        return (np.asarray(samples).mean(-2) >= share).sum(-1).astype(float)
+    return statistic
+
+
+def mean_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``(N,)`` values and its percentile-bootstrap 95% CI: ``(mean, lo, hi)``."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(f"values: expected a non-empty (N,) array, got shape {values.shape}")
+    draws = values[np.random.default_rng(seed).integers(0, len(values), (n_boot, len(values)))].mean(1)
+    lo, hi = np.quantile(draws, [0.025, 0.975])
+    return float(values.mean()), float(lo), float(hi)
+
+
+def ablation_table(effects: dict, random: dict, subsets: dict | None = None, seed: int = 0) -> "pandas.DataFrame":
+    """One row per group: mean |ΔP| and signed ΔP with 95% CIs over images, for the group and for its
+    random draws (per image, the mean over draws), on each image subset (name -> bool ``(N,)``).
+    ``effects``: name -> ``(N,)``; ``random``: name -> ``(R, N)``."""
+    import pandas as pd
+
+    def cell(values: np.ndarray) -> str:
+        m, lo, hi = mean_ci(values, seed=seed)
+        return f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+    n = len(next(iter(effects.values())))
+    subsets = {"all": np.ones(n, bool)} if subsets is None else {k: np.asarray(v, bool) for k, v in subsets.items()}
+    rows = {}
+    for name, tested in effects.items():
+        tested, draws = np.asarray(tested, float), np.asarray(random[name], float)
+        row = {"|ΔP| units": cell(np.abs(tested)), "|ΔP| random": cell(np.abs(draws).mean(0))}
+        for subset, keep in subsets.items():
+            row[f"ΔP units ({subset})"] = cell(tested[keep])
+            row[f"ΔP random ({subset})"] = cell(draws[:, keep].mean(0))
+        rows[name] = row
+    return pd.DataFrame(rows).T.rename_axis("group (ΔP of P(malignant))")

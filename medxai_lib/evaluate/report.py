@@ -125,3 +125,15 @@ def cached(name: str, key: dict[str, Any], compute: Callable[[], Any], enabled: 
     result = compute()
     atomic_write(path, lambda tmp: torch.save(result, tmp))
     return result, False
+
+
+def heatmap_fn(method: str, size: tuple[int, int], classes: Any = 0, **kwargs: Any
+               ) -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
+    """``explain(model, images) -> (B, H, W)``: one method's heatmap for ``classes`` at image size, for
+    tests that call a method on many models (e.g. :func:`medxai_lib.evaluate.sanity.randomisation_test`)."""
+    if method not in METHODS:
+        raise ValueError(f"method: unknown {method!r}; valid methods: {', '.join(sorted(METHODS))}")
+
+    def explain(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        return as_heatmap(attribute(model, images, method, classes=classes, **kwargs).detach(), tuple(size))[:, 0]
+    return explain

@@ -202,3 +202,19 @@ def randomisation_test(model: nn.Module, images: torch.Tensor,
             spearman[method].append(rho), ssim[method].append(sim), flat[method].append(collapsed(maps))
     stack = lambda d: {k: np.stack(v) for k, v in d.items()}  # noqa: E731
     return RandomisationResult(mode, ["trained", *order], stack(spearman), stack(ssim), stack(flat), ref_collapsed)
+
+
+def randomised_copy(model: nn.Module, order: list[str] | None = None, seed: int = 0) -> nn.Module:
+    """A copy of ``model`` with every block of ``order`` (default :func:`randomization_order`) re-initialised
+    in order, from the same random stream as :func:`randomisation_test` (cascading): the network of its
+    last step, the whole model random."""
+    order = randomization_order(model) if order is None else list(order)
+    shadow = copy.deepcopy(model).eval()
+    named = dict(shadow.named_modules())
+    unknown = [n for n in order if n not in named]
+    if unknown:
+        raise ValueError(f"order: no submodules named {unknown}")
+    generator = torch.Generator().manual_seed(seed)
+    for name in order:
+        randomize_module(named[name], generator)
+    return shadow

@@ -75,10 +75,12 @@ class MapScores:
 
 def score_maps(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, targets: torch.Tensor,
                maps: Mapping[str, torch.Tensor], tolerance: int = 0, top_k: float = 0.05, n_steps: int = 10,
-               deletion_baseline: str | float = 0.0, insertion_baseline: str | float = "blur") -> MapScores:
+               deletion_baseline: str | float = 0.0, insertion_baseline: str | float = "blur",
+               faithfulness: bool = True) -> MapScores:
     """Score every ``(N, H, W)`` map against ``masks (N, 1, H, W)``: pointing game (mask dilated by
     ``tolerance`` px), energy in mask, top-k IoU, AUPRC, deletion / insertion AUC (Petsiuk et al.;
-    ``n_steps`` steps, batched over maps) and sparseness. Every image must have a non-empty mask."""
+    ``n_steps`` steps, batched over maps; skipped when ``faithfulness`` is False) and sparseness.
+    Every image must have a non-empty mask."""
     if not maps:
         raise ValueError("maps: expected a non-empty mapping name -> (N, H, W) maps")
     if masks.ndim != 4 or masks.shape[0] != images.shape[0]:
@@ -92,11 +94,12 @@ def score_maps(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, targ
               "energy in mask": energy_in_mask(stacked, masks),
               "top-k IoU": topk_iou(stacked, masks, top_k),
               "AUPRC": auprc(stacked, masks)}
-    curves = deletion_insertion_many(model, images, {n: maps[n].detach().float().to(images.device) for n in names},
-                                     targets, n_steps, deletion_baseline, insertion_baseline)
-    auc = {mode: torch.stack([torch.as_tensor(np.trapezoid(curves[n][k].numpy(), dx=1.0 / n_steps, axis=1))
-                              for n in names], 1) for k, mode in enumerate(("deletion AUC", "insertion AUC"))}
-    values.update(auc)
+    curves = {}
+    if faithfulness:
+        curves = deletion_insertion_many(model, images, {n: maps[n].detach().float().to(images.device) for n in names},
+                                         targets, n_steps, deletion_baseline, insertion_baseline)
+        values.update({mode: torch.stack([torch.as_tensor(np.trapezoid(curves[n][k].numpy(), dx=1.0 / n_steps, axis=1))
+                                          for n in names], 1) for k, mode in enumerate(("deletion AUC", "insertion AUC"))})
     values["sparseness"] = torch.stack([sparseness(maps[n]) for n in names], 1)
     return MapScores(names, {k: v.double().numpy() for k, v in values.items()},
                      {n: (c[0].numpy(), c[1].numpy()) for n, c in curves.items()})
@@ -144,22 +147,24 @@ def formatted(board: "pandas.DataFrame", digits: int = 2) -> "pandas.DataFrame":
                          for m in metrics}, index=board.index)
 
 
+def better_matrix(scores: MapScores, metric: str, n_boot: int = 2000, seed: int = 0) -> "pandas.DataFrame":
+    """``[i, j]`` True where method i beats method j on ``metric``: the paired-bootstrap 95% CI of their
+    difference lies entirely on the good side of 0 (:data:`METRICS` gives the direction). Methods x methods."""
+    import pandas as pd
+    if metric not in METRICS:
+        raise ValueError(f"metric: {metric!r} has no good direction; rankable: {list(METRICS)}")
+    draws = bootstrap_means(scores.values[metric], n_boot, seed)                       # (n_boot, M)
+    sign = 1.0 if METRICS[metric] == "higher" else -1.0
+    lo = np.quantile(sign * (draws[:, :, None] - draws[:, None, :]), 0.025, axis=0)    # (M, M)
+    return pd.DataFrame(lo > 0, index=scores.methods, columns=scores.methods)
+
+
 def ranks(scores: MapScores, metrics: Sequence[str] = tuple(METRICS), n_boot: int = 2000, seed: int = 0
           ) -> "pandas.DataFrame":
-    """Rank of every method per metric: 1 + the number of methods whose paired-bootstrap difference
-    with it has a 95% CI entirely on the good side of 0 (:data:`METRICS` gives the direction). Methods
-    that nobody beats share rank 1; equal ranks are ties. Integer frame (methods x metrics)."""
+    """Rank of every method per metric: 1 + the number of methods that beat it (:func:`better_matrix`).
+    Methods that nobody beats share rank 1; equal ranks are ties. Integer frame (methods x metrics)."""
     import pandas as pd
-    out = {}
-    for metric in metrics:
-        if metric not in METRICS:
-            raise ValueError(f"metrics: {metric!r} has no good direction; rankable: {list(METRICS)}")
-        draws = bootstrap_means(scores.values[metric], n_boot, seed)                   # (n_boot, M)
-        sign = 1.0 if METRICS[metric] == "higher" else -1.0
-        diff = sign * (draws[:, :, None] - draws[:, None, :])                         # i better than j
-        lo = np.quantile(diff, 0.025, axis=0)                                          # (M, M)
-        better = lo > 0                                                                # i beats j
-        out[metric] = 1 + better.sum(0)
+    out = {metric: 1 + better_matrix(scores, metric, n_boot, seed).to_numpy().sum(0) for metric in metrics}
     return pd.DataFrame(out, index=pd.Index(scores.methods, name="method")).astype(int)
 
 

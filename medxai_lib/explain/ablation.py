@@ -1,8 +1,14 @@
-"""Unit ablation: the causal test for feature-map explanations (switch units off, watch the output)."""
+"""Unit ablation: the causal test for feature-map explanations (switch units off, watch the output).
+
+A group of units is compared with *random* groups of the same size drawn from the units that are not
+under test (:func:`ablate_groups_vs_random`): the control answers "would any units of this layer do
+that?". :func:`rank_units` finds the units that matter most by single-unit ablation, for a held-out test.
+"""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -79,3 +85,37 @@ def random_unit_draws(n_units: int, count: int, n_draws: int, exclude: Sequence[
     if not isinstance(n_draws, int) or n_draws < 1:
         raise ValueError(f"n_draws: expected a positive int, got {n_draws!r}")
     return [random_units(n_units, count, exclude, seed + i) for i in range(n_draws)]
+
+
+@dataclass
+class GroupAblation:
+    """Per-image effects of ablating each named group, ``effects[name] (N,)``, and of its size-matched
+    random draws, ``random[name] (R, N)``; ``draws[name]`` lists the random groups' units."""
+    effects: dict[str, torch.Tensor]
+    random: dict[str, torch.Tensor]
+    draws: dict[str, list[list[int]]]
+
+
+def ablate_groups_vs_random(model: nn.Module, images: torch.Tensor, layer: LayerSpec, groups: Mapping[str, Sequence[int]],
+                            n_units: int, exclude: Sequence[int], n_draws: int, target: int, seed: int = 0,
+                            batch_size: int = 64) -> GroupAblation:
+    """Ablate each group (its units together) and, for each group size, ``n_draws`` random groups of that
+    size drawn from ``range(n_units)`` minus ``exclude`` (the same draws for groups of the same size).
+    Empty groups are refused. One forward pass per group and per draw over ``images (N, C, H, W)``."""
+    if any(len(units) == 0 for units in groups.values()):
+        raise ValueError(f"groups: every group needs at least one unit, got sizes { {k: len(v) for k, v in groups.items()} }")
+    sizes = sorted({len(units) for units in groups.values()})
+    by_size = {size: random_unit_draws(n_units, size, n_draws, exclude, seed + 1000 * size) for size in sizes}
+    names = list(groups)
+    flat = [list(groups[n]) for n in names] + [g for size in sizes for g in by_size[size]]
+    effects = ablation_effects(model, images, layer, flat, target, batch_size).cpu()
+    random_rows = {size: effects[len(names) + i * n_draws: len(names) + (i + 1) * n_draws] for i, size in enumerate(sizes)}
+    return GroupAblation({n: effects[i] for i, n in enumerate(names)},
+                         {n: random_rows[len(groups[n])] for n in names}, {n: by_size[len(groups[n])] for n in names})
+
+
+def rank_units(model: nn.Module, images: torch.Tensor, layer: LayerSpec, n_units: int, target: int,
+               batch_size: int = 64) -> torch.Tensor:
+    """Mean |change of the ``target`` probability| when each unit alone is ablated: ``(n_units,)``
+    (one forward pass per unit)."""
+    return ablation_effects(model, images, layer, [[k] for k in range(n_units)], target, batch_size).abs().mean(1)

@@ -57,16 +57,18 @@ class TrainedSkinModel:
 
 def skin_classifier(seed: int = 0, image_size: int = 96, n_train_lesions: int = 400, n_val_lesions: int = 200,
                     width: int = 16, epochs: int = 10, lr: float = 2e-3, batch_size: int = 32,
-                    data_root: str | Path | None = None, attention: bool = False, device: str = "auto"
-                    ) -> TrainedSkinModel:
+                    data_root: str | Path | None = None, attention: bool = False, device: str = "auto",
+                    hair_density: float = 2.0) -> TrainedSkinModel:
     """Benign / malignant classifier (two logits) on the skin-lesion phantom, or on HAM10000 (melanoma
-    vs the rest; split by lesion) when a data root holds ``HAM10000_metadata.csv``. Cached."""
+    vs the rest; split by lesion) when a data root holds ``HAM10000_metadata.csv``. Cached.
+    ``hair_density``: the phantom's mean hairs per image (train and validation; ignored for real data);
+    the default keeps the cache key, and so the cached model, that notebooks 01, 02 and 04 share."""
     from medxai_lib.data import HAM10000, SkinLesionPhantom, group_split
     from medxai_lib.models.cnn import AttentionGatedCNN, SkinCNN
     root = resolve_data_root(data_root)
     if root is None:
-        train: Dataset = SkinLesionPhantom(n_train_lesions, size=image_size, seed=seed)
-        val: Dataset = SkinLesionPhantom(n_val_lesions, size=image_size, seed=seed + 1000)
+        train: Dataset = SkinLesionPhantom(n_train_lesions, size=image_size, seed=seed, hair_density=hair_density)
+        val: Dataset = SkinLesionPhantom(n_val_lesions, size=image_size, seed=seed + 1000, hair_density=hair_density)
     else:
         full = _MelanomaVsRest(HAM10000(root, size=image_size))
         train_idx, val_idx = group_split(full.base.lesion_ids, (0.8, 0.2), seed=seed)
@@ -76,6 +78,8 @@ def skin_classifier(seed: int = 0, image_size: int = 96, n_train_lesions: int = 
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     key = {"data": str(root or "skin-phantom"), "size": image_size, "train": n_train_lesions, "seed": seed,
            "renderer": SKIN_RENDERER_VERSION}
+    if root is None and hair_density != 2.0:   # only a non-default density enters the key
+        key["hair_density"] = float(hair_density)
     result = fit(net, train, val, config, device=resolve_device(device), cache_key=key)
     return TrainedSkinModel(result.model, train, val, result, root)
 

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from medxai_lib.evaluate.dissection import NetworkDissection, mean_ci
 from medxai_lib.explain.cam import upsample
 from medxai_lib.viz.colours import CATEGORY_COLOURS, EVIDENCE_COLOUR, draw_contour
 from medxai_lib.viz.overlays import to_display
@@ -59,42 +60,41 @@ def plot_unit_maps(images: torch.Tensor, activations: torch.Tensor, thresholds: 
     return fig
 
 
-def plot_iou_vs_area(iou: torch.Tensor, area: torch.Tensor, concept_names: Sequence[str],
-                     null_quantiles: Mapping[str, torch.Tensor], detected: torch.Tensor, best_concept: torch.Tensor,
-                     quantile: float, min_iou: float, random_iou: torch.Tensor | None = None,
+def plot_iou_vs_area(dissection: NetworkDissection, untrained: NetworkDissection | None = None,
                      title: str | None = None) -> plt.Figure:
-    """Every unit's IoU with every concept (dots) at the concept's area share (log scale), the nulls'
-    95th percentiles (bars), Bau's ``min_iou`` and the largest IoU a unit firing on a ``quantile``
-    share of pixels can reach with a concept of area a: ``min(q, a) / max(q, a)``.
-    ``iou (K, C)``, ``area (C,)``, ``detected`` / ``best_concept (K,)``, ``random_iou (K', C)`` optional."""
-    iou, area = iou.detach().cpu().float(), area.detach().cpu().float()
-    fig, ax = plt.subplots(figsize=(8.0, 4.8))
+    """Every unit's IoU with every concept (dots; detectors ringed) at the concept's area share (log
+    scale); the concept's null (95th percentile of the IoUs on shuffled masks, black bar); Bau's
+    ``min_iou``; the largest IoU a unit firing on a ``quantile`` share of the pixels can reach with a
+    concept covering a share a, ``min(q, a) / max(q, a)``; optionally an untrained network's units (grey)."""
+    iou, area = dissection.iou_.float(), dissection.concept_area_.float()
+    q = dissection.quantile
+    fig, ax = plt.subplots(figsize=(9.0, 4.8))
     rng = np.random.default_rng(0)
-    markers = {"shuffled masks": "_", "random units": "x"}
-    for c, name in enumerate(concept_names):
-        x = float(area[c]) * np.exp(rng.uniform(-0.06, 0.06, len(iou)))
-        is_det = (detected & (best_concept == c)).numpy()
+    for c, name in enumerate(dissection.concept_names_):
+        x = float(area[c]) * np.exp(rng.uniform(-0.07, 0.07, len(iou)))
+        is_det = (dissection.detected_ & (dissection.best_concept_ == c)).numpy()
         colour = CATEGORY_COLOURS[c % len(CATEGORY_COLOURS)]
-        ax.scatter(x[~is_det], iou[~is_det, c].numpy(), s=14, color=colour, alpha=0.35, linewidths=0)
-        ax.scatter(x[is_det], iou[is_det, c].numpy(), s=30, color=colour, edgecolors="black", linewidths=0.7,
-                   label=f"{name} ({int(is_det.sum())} detectors)")
-        if random_iou is not None:
-            xr = float(area[c]) * 1.25 * np.exp(rng.uniform(-0.04, 0.04, len(random_iou)))
-            ax.scatter(xr, random_iou[:, c].numpy(), s=8, color="grey", alpha=0.4, linewidths=0,
-                       label="untrained network's units" if c == 0 else None)
-        for k, (null_name, values) in enumerate(null_quantiles.items()):
-            ax.scatter([float(area[c])], [float(values[c])], marker=markers.get(null_name, "_"), s=260, color="black",
-                       linewidths=1.6, label=f"null 95th pct: {null_name}" if c == 0 else None, zorder=3)
+        ax.scatter(x[~is_det], iou[~is_det, c].numpy(), s=14, color=colour, alpha=0.4, linewidths=0)
+        ax.scatter(x[is_det], iou[is_det, c].numpy(), s=34, color=colour, edgecolors="black", linewidths=0.8,
+                   label=f"{name}: {int(is_det.sum())} detectors (ringed)")
+        if untrained is not None:
+            xr = float(area[c]) * 1.3 * np.exp(rng.uniform(-0.04, 0.04, len(untrained.iou_)))
+            ax.scatter(xr, untrained.iou_[:, c].numpy(), s=8, color="grey", alpha=0.5, linewidths=0,
+                       label="an untrained network's units (right of each concept)" if c == 0 else None)
+        ax.scatter([float(area[c])], [float(dissection.null_threshold_[c])], marker="_", s=400, color="black",
+                   linewidths=2, zorder=3, label=f"null: {100 * dissection.null_quantile:g}th pct on shuffled masks" if c == 0 else None)
     grid = np.logspace(np.log10(float(area.min()) / 2), np.log10(min(1.0, float(area.max()) * 1.5)), 200)
-    ax.plot(grid, np.minimum(quantile, grid) / np.maximum(quantile, grid), color="grey", linestyle="--",
-            label=f"largest possible IoU at firing share {quantile:g}")
-    ax.axhline(min_iou, color="black", linestyle=":", linewidth=1, label=f"Bau's minimum IoU {min_iou:g}")
+    ax.plot(grid, np.minimum(q, grid) / np.maximum(q, grid), color="grey", linestyle="--",
+            label=f"largest possible IoU when firing on {q:.1%} of pixels")
+    ax.axhline(dissection.min_iou, color="black", linestyle=":", linewidth=1, label=f"Bau's minimum IoU {dissection.min_iou:g}")
     ax.set_xscale("log")
     ax.set_xlabel("concept area (mean share of the image, log scale)")
-    ax.set_ylabel("IoU of a unit's top activations with the concept")
-    ax.set_ylim(0, max(0.1, float(iou.max()) * 1.15))
+    ax.set_ylabel("IoU with the concept")
+    top = max(float(iou.max()), float(untrained.iou_.max()) if untrained is not None else 0.0)
+    ax.set_ylim(0, max(0.1, top * 1.15))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(title or "IoU against concept area: big concepts give big IoUs by chance", fontsize=10)
+    ax.set_title(title or f"IoU against concept area (top {q:.1%} of activations): large concepts give large IoUs by chance",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -117,47 +117,32 @@ def plot_sector_coverage(coverage: torch.Tensor, row_labels: Sequence[str], sect
     return fig
 
 
-def plot_ablation_effects(effects: Mapping[str, torch.Tensor], draws: torch.Tensor | None = None,
-                          draws_label: str = "random draws", subsets: Mapping[str, torch.Tensor] | None = None,
-                          n_boot: int = 1000, seed: int = 0, title: str | None = None) -> plt.Figure:
-    """Two panels: mean |ΔP| and mean signed ΔP per group with 95% bootstrap CIs over images.
-    ``effects``: group name -> ``(N,)`` per-image ΔP; ``draws (R, N)``: the random draws (each shown as a
-    dot beside their mean); ``subsets``: panel-2 image subsets, name -> bool ``(N,)`` (default: all)."""
+def plot_ablation_effects(effects: Mapping[str, np.ndarray], random: Mapping[str, np.ndarray], seed: int = 0,
+                          title: str | None = None) -> plt.Figure:
+    """Two panels, |ΔP| and signed ΔP (means over images with 95% bootstrap CIs): each group (coloured)
+    beside its size-matched random draws (grey; the small dots are the individual draws' means).
+    ``effects``: name -> ``(N,)`` per-image ΔP; ``random``: name -> ``(R, N)``."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0))
     names = list(effects)
-    rng = np.random.default_rng(seed)
-
-    def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
-        idx = rng.integers(0, len(values), size=(n_boot, len(values)))
-        boots = values[idx].mean(1)
-        return float(values.mean()), *np.quantile(boots, [0.025, 0.975])
-
-    subsets = subsets or {"all images": torch.ones(len(next(iter(effects.values()))), dtype=torch.bool)}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for panel, (ax, signed) in enumerate(zip(axes, (False, True))):
-        offsets = np.linspace(-0.15, 0.15, len(subsets)) if signed and len(subsets) > 1 else [0.0]
-        for (subset_name, keep), dx, colour in zip(subsets.items() if signed else [("all images", None)],
-                                                   offsets, ("#d62728", "#1f77b4", "#2ca02c")):
-            for i, name in enumerate(names):
-                values = effects[name].detach().cpu().double().numpy()
-                values = values if signed else np.abs(values)
-                if keep is not None:
-                    values = values[keep.cpu().numpy()]
-                m, lo, hi = mean_ci(values)
-                ax.errorbar(i + dx, m, yerr=[[m - lo], [hi - m]], fmt="o", color=colour, capsize=4,
-                            label=subset_name if (signed and i == 0) else None)
-                if draws is not None and name == draws_label:
-                    per_draw = draws.detach().cpu().double().numpy()
-                    per_draw = per_draw if signed else np.abs(per_draw)
-                    if keep is not None:
-                        per_draw = per_draw[:, keep.cpu().numpy()]
-                    ax.scatter(np.full(len(per_draw), i + dx + 0.08), per_draw.mean(1), s=10, color=colour, alpha=0.5)
-        ax.set_xticks(range(len(names)), names, fontsize=8, rotation=15)
+    for ax, signed in zip(axes, (False, True)):
+        for i, name in enumerate(names):
+            tested, draws = np.asarray(effects[name], float), np.asarray(random[name], float)
+            if not signed:
+                tested, draws = np.abs(tested), np.abs(draws)
+            for dx, values, colour, label in ((-0.12, tested, CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)], "units"),
+                                              (0.12, draws.mean(0), "grey", "random")):
+                m, lo, hi = mean_ci(values, seed=seed)
+                ax.errorbar(i + dx, m, yerr=[[m - lo], [hi - m]], fmt="o", color=colour, capsize=4, markersize=6)
+            ax.scatter(np.full(len(draws), i + 0.22), draws.mean(1), s=10, color="grey", alpha=0.6)
+        ax.set_xticks(range(len(names)), [f"{n}\n(vs random)" for n in names], fontsize=8)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_ylabel("signed ΔP(malignant)" if signed else "|ΔP(malignant)|")
-        ax.set_title(("signed change (negative: the units supported 'malignant')" if signed
-                      else "size of the change, all images"), fontsize=9)
-        if signed:
-            ax.legend(fontsize=8)
+        ax.set_title("signed change (< 0: the units supported 'malignant')" if signed else "size of the change",
+                     fontsize=9)
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color="black", label="units ablated together (95% CI)"),
+               plt.Line2D([], [], marker="o", linestyle="", color="grey", label="as many random units, mean over draws"),
+               plt.Line2D([], [], marker="o", linestyle="", color="grey", alpha=0.6, markersize=3, label="one random draw")]
+    axes[1].legend(handles=handles, fontsize=8, loc="best")
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
