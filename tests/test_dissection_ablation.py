@@ -29,7 +29,9 @@ def test_dissection_iou_hand_case():
     inter = (fired0 & (concepts[:, 0] > 0)).sum().item()
     union = (fired0 | (concepts[:, 0] > 0)).sum().item()
     assert d.iou_[0, 0].item() == pytest.approx(inter / union)
-    assert d.iou_[0, 0] > d.iou_[0, 1] and d.units_for("A") == [0]
+    assert d.iou_[0, 0] > d.iou_[0, 1] and d.ranked("A")[0] == 0
+    # both images have the same masks, so masks shuffled across images score as well: no detector
+    assert d.null_threshold_[0] == pytest.approx(float(d.iou_[0, 0])) and d.units_for("A") == []
     fired1 = acts[:, 1] > d.thresholds_[1]
     inter = (fired1 & (concepts[:, 1] > 0)).sum().item()
     union = (fired1 | (concepts[:, 1] > 0)).sum().item()

@@ -122,6 +122,47 @@ def best_of(units: Mapping[str, Mapping[str, np.ndarray]], candidates: Sequence[
             f"{means[best] - means[second]:+.2f} [{lo:+.2f}, {hi:+.2f}], {verdict}.")
 
 
+def paired_differences(units: Mapping[str, Mapping[str, np.ndarray]], names: Sequence[str], control: str,
+                       metric: str = "pointing", n_boot: int = 2000, seed: int = 0, digits: int = 2
+                       ) -> "pandas.DataFrame":
+    """Each name's mean ``metric`` minus the control's on the same units, with a paired bootstrap 95% CI, and
+    whether the CI excludes 0 (``"yes"`` / ``"no"``): one row per name."""
+    import pandas as pd
+    if control not in units or any(n not in units for n in names):
+        raise ValueError(f"names, control: expected names in {list(units)}, got {list(names)} and {control!r}")
+    rows = {}
+    for name in names:
+        diff = np.asarray(units[name][metric], float) - np.asarray(units[control][metric], float)
+        mean, lo, hi = bootstrap_mean_ci(diff, n_boot, seed)
+        rows[name] = {f"{metric} minus {control}": f"{mean:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]",
+                      "CI excludes 0": "yes, above" if lo > 0 else ("yes, below" if hi < 0 else "no")}
+    return pd.DataFrame(rows).T.rename_axis("maps")
+
+
+def select_then_test(units: Mapping[str, Mapping[str, np.ndarray]], candidates: Sequence[str],
+                     controls: Sequence[str], metric: str = "pointing", seed: int = 0
+                     ) -> tuple[str, np.ndarray, dict[str, np.ndarray]]:
+    """Pick the best candidate on one random half of the units and test it on the other half.
+
+    Which layer localises best varies between training runs, and the best of several noisy scores is biased
+    upwards on the data that chose it; a held-out half gives an honest value. Returns ``(chosen name, its
+    values on the held-out half (M,), {control: values on the held-out half})``.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+    missing = [n for n in [*candidates, *controls] if n not in units]
+    if missing or not candidates or not controls:
+        raise ValueError(f"candidates, controls: expected non-empty lists of names in {list(units)}, missing {missing}")
+    n = len(units[candidates[0]][metric])
+    if n < 4:
+        raise ValueError(f"units: need at least 4 units to split in halves, got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    select, test = order[: n // 2], order[n // 2:]
+    chosen = max(candidates, key=lambda c: float(np.mean(np.asarray(units[c][metric])[select])))
+    held = {c: np.asarray(units[c][metric])[test] for c in controls}
+    return chosen, np.asarray(units[chosen][metric])[test], held
+
+
 def frame_share(maps: torch.Tensor, width: int = 1) -> torch.Tensor:
     """Share of each map's positive mass on its outermost ``width`` rings of cells, ``(B, T, h, w)`` -> ``(B, T)``
     (a map with no positive mass scores 0). Compare with the ring's area share, :func:`frame_area`."""

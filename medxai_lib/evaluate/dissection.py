@@ -105,12 +105,9 @@ def shuffled_order(n: int, seed: int) -> torch.Tensor:
     """A permutation of ``range(n)`` without fixed points (no image keeps its own masks), ``(n,)``."""
     if n < 2:
         raise ValueError(f"n: shuffling masks across images needs at least 2 images, got {n}")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
-    fixed = np.flatnonzero(order == np.arange(n))
-    for i in fixed:                                      # swap each fixed point with a neighbour's target
-        j = (i + 1) % n
-        order[i], order[j] = order[j], order[i]
+    cycle = np.random.default_rng(seed).permutation(n)     # one random n-cycle: image cycle[i] gets the masks
+    order = np.empty(n, dtype=np.int64)                     # of image cycle[i + 1], so none keeps its own
+    order[cycle] = np.roll(cycle, -1)
     return torch.as_tensor(order)
 
 
@@ -299,13 +296,15 @@ def sector_recall(activations: torch.Tensor, thresholds: torch.Tensor, border: t
     units = [int(u) for u in units]
     if not units:
         raise ValueError("units: expected at least one unit")
-    size = tuple(border.shape[-2:])
-    fired = firing_maps(activations[:, units], thresholds[units], size).any(1)       # (N, H, W)
-    rim = border[:, 0] > 0.5
-    sector = _sectors(size, centres, n_sectors)
-    onehot = F.one_hot(sector, n_sectors).bool() & rim[..., None]                    # (N, H, W, S)
-    total = onehot.sum((1, 2)).float()
-    hit = (onehot & fired[..., None]).sum((1, 2)).float()
+    if border.ndim != 4 or border.shape[0] != activations.shape[0] or centres.shape != (activations.shape[0], 2):
+        raise ValueError(f"border, centres: expected (N, 1, H, W) and (N, 2) with N = {activations.shape[0]}, got "
+                         f"{tuple(border.shape)} and {tuple(centres.shape)}")
+    n, size = activations.shape[0], tuple(border.shape[-2:])
+    fired = firing_maps(activations[:, units], thresholds[units], size).any(1).flatten(1)     # (N, P)
+    rim = (border[:, 0] > 0.5).flatten(1)
+    bins = (_sectors(size, centres, n_sectors).flatten(1) + n_sectors * torch.arange(n)[:, None])[rim]
+    total = torch.bincount(bins, minlength=n * n_sectors).view(n, n_sectors).float()
+    hit = torch.bincount(bins[fired[rim]], minlength=n * n_sectors).view(n, n_sectors).float()
     return torch.where(total > 0, hit / total.clamp_min(1), torch.zeros_like(hit))
 
 

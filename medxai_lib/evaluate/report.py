@@ -85,16 +85,20 @@ def compute_maps(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
     return maps, seconds
 
 
-def library_digest(packages: tuple[str, ...] = ("explain", "evaluate", "models")) -> str:
-    """Short hash of the library's source in ``packages``: part of every cache key below, so cached maps
-    and scores are recomputed whenever the code that made them changes."""
+_MAP_SOURCES = ("explain/*.py", "models/*.py", "evaluate/report.py", "evaluate/scoreboard.py", "evaluate/baselines.py",
+                "evaluate/faithfulness.py", "evaluate/localisation.py", "evaluate/robustness.py", "evaluate/sanity.py")
+
+
+def library_digest(patterns: tuple[str, ...] = _MAP_SOURCES) -> str:
+    """Short hash of the library source files that make and score maps (glob ``patterns`` under the
+    package): part of every cache key below, so cached results are recomputed whenever that code changes."""
     import hashlib
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for package in packages:
-        for path in sorted((root / package).glob("*.py")):
-            digest.update(path.name.encode())
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)):
+            digest.update(path.relative_to(root).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 

@@ -185,3 +185,26 @@ def by_group(scores: MapScores, groups: Sequence[str], metric: str, methods: Seq
         columns[f"{'all' if group is None else group} (n={n})"] = [
             _format(*board.loc[m, metric][["mean", "lo", "hi"]], digits) for m in methods]
     return pd.DataFrame(columns, index=pd.Index(methods, name="method"))
+
+
+def against_baselines(scores: MapScores, baselines: Sequence[str], metrics: Sequence[str] = tuple(METRICS),
+                      n_boot: int = 2000, seed: int = 0) -> "pandas.DataFrame":
+    """Per metric, in words: the strongest baseline (best mean), the methods that beat *every* baseline
+    (:func:`better_matrix`), and the methods that share rank 1 (nobody beats them). Metrics x 3 text columns."""
+    import pandas as pd
+    missing = [b for b in baselines if b not in scores.methods]
+    if missing or not baselines:
+        raise ValueError(f"baselines: expected names among the scored maps, missing {missing or 'all'}")
+    rows = {}
+    for metric in metrics:
+        better = better_matrix(scores, metric, n_boot, seed)
+        sign = 1.0 if METRICS[metric] == "higher" else -1.0
+        means = dict(zip(scores.methods, scores.values[metric].mean(0)))
+        strongest = max(baselines, key=lambda b: sign * means[b])
+        others = [m for m in scores.methods if m not in baselines]
+        winners = [m for m in others if better.loc[m, list(baselines)].all()]
+        top = [m for m in scores.methods if not better[m].any()]
+        rows[metric] = {"strongest baseline": f"{strongest} ({means[strongest]:.2f})",
+                        "methods that beat every baseline": ", ".join(winners) or "none",
+                        "rank 1 (tied)": ", ".join(top)}
+    return pd.DataFrame(rows).T

@@ -76,7 +76,7 @@ def plot_iou_vs_area(dissection: NetworkDissection, untrained: NetworkDissection
         colour = CATEGORY_COLOURS[c % len(CATEGORY_COLOURS)]
         ax.scatter(x[~is_det], iou[~is_det, c].numpy(), s=14, color=colour, alpha=0.4, linewidths=0)
         ax.scatter(x[is_det], iou[is_det, c].numpy(), s=34, color=colour, edgecolors="black", linewidths=0.8,
-                   label=f"{name}: {int(is_det.sum())} detectors (ringed)")
+                   label=f"{name}: {int(is_det.sum())} detectors")
         if untrained is not None:
             xr = float(area[c]) * 1.3 * np.exp(rng.uniform(-0.04, 0.04, len(untrained.iou_)))
             ax.scatter(xr, untrained.iou_[:, c].numpy(), s=8, color="grey", alpha=0.5, linewidths=0,
@@ -92,7 +92,7 @@ def plot_iou_vs_area(dissection: NetworkDissection, untrained: NetworkDissection
     ax.set_ylabel("IoU with the concept")
     top = max(float(iou.max()), float(untrained.iou_.max()) if untrained is not None else 0.0)
     ax.set_ylim(0, max(0.1, top * 1.15))
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="ringed dots: detectors", title_fontsize=8)
     ax.set_title(title or f"IoU against concept area (top {q:.1%} of activations): large concepts give large IoUs by chance",
                  fontsize=10)
     fig.tight_layout()

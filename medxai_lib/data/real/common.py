@@ -146,7 +146,7 @@ def read_grey(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 def to_tensor(array: np.ndarray, size: int | None) -> torch.Tensor:
     """uint8 ``(H, W[, C])`` -> float ``(C, S, S)`` in [0, 1], resized (bilinear, antialiased) when ``size``."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).float() / 255.0
+    tensor = torch.from_numpy(np.array(array)).float() / 255.0   # a writable copy: PIL arrays are read-only
     tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
     if size is not None and tensor.shape[-2:] != (size, size):
         tensor = F.interpolate(tensor[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
