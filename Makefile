@@ -33,11 +33,8 @@ test: install test-unit test-notebooks
 test-unit: install
 	$(PY) -m pytest -q tests
 
-# Notebook 04 is mid-rebuild (issue 14): its committed copy has no outputs yet, so nbval cannot compare it.
-# Re-enable it (drop NBVAL_SKIP) as soon as the rebuilt notebook is executed and committed.
-NBVAL_SKIP ?= --ignore=notebooks/04_attribution_and_perturbation.ipynb
 test-notebooks: install
-	MEDXAI_STATIC_WIDGETS=1 $(PY) -m pytest -q --nbval-lax -p no:cacheprovider $(NBVAL_SKIP) notebooks/
+	MEDXAI_STATIC_WIDGETS=1 $(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks/
 
 # Separate stage (not in `make test`): needs root for apt when chromium is missing.
 test-browser: install

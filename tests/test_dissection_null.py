@@ -77,6 +77,7 @@ def test_the_null_separates_a_tracking_unit_from_a_location_prior():
     assert d.concept_units() == [0] and d.ranked("centre")[0] == 1
     table = d.summary()
     assert table.loc["spot", "detectors"] == 1 and table.loc["centre", "detectors"] == 0
+    assert table.loc["centre", "units with IoU > 0.04"] >= 1          # Bau's threshold alone would count unit 1
     assert table.loc["centre", "area (share of image)"] == pytest.approx(9 / 144, abs=1e-4)
     # per-image counts give back the IoU through ratio_of_sums; the shuffled counts give the null's IoU
     counts = d.image_counts(0, "spot")
@@ -216,6 +217,8 @@ def test_group_ablation_matches_a_hand_computation_and_draws_size_matched_groups
     assert torch.allclose(result.effects["pos"], effects[0].cpu())
     importance = rank_units(model, x, "conv", 6, target=1)
     assert importance.argsort(descending=True)[:2].tolist() == [0, 1] and importance[2:].abs().max() == 0
+    signed = rank_units(model, x, "conv", 6, target=1, signed=True)
+    assert signed[0] < 0 < signed[1] and torch.allclose(signed[:2], effects[:2, 0])
     with pytest.raises(ValueError, match="groups"):
         ablate_groups_vs_random(model, x, "conv", {"empty": []}, 6, exclude=[], n_draws=2, target=1)
     with pytest.raises(ValueError, match="n_draws"):

@@ -93,6 +93,22 @@ def test_notebook_02_on_a_ham10000_fixture(tmp_path):
     assert warnings_in_outputs(out) == []
 
 
+# ---- notebook 03 on MURA-v1.1 ------------------------------------------------------------------------
+def test_notebook_03_on_a_mura_fixture(tmp_path, monkeypatch):
+    from test_mura import build_mura        # a tiny MURA-v1.1 tree: 3 + 2 studies, header-less CSVs
+    root = build_mura(tmp_path / "mura")
+    monkeypatch.setenv("MEDXAI_STATIC_WIDGETS", "1")
+    out = run_notebook("03_cam_vs_gradcam_mura", tmp_path, data_root=str(root), image_size=64, epochs=1, batch_size=4)
+    parsed = assert_checked_cells_speak(out, {"CLAIM", "IDENTITY", "SKIPPED"})
+    kinds = [p["kind"] for p in parsed]
+    assert "SKIPPED" in kinds and "IDENTITY" in kinds       # mask / marker checks skip, the identities run
+    reasons = " ".join(p["reason"] for p in parsed if p["kind"] == "SKIPPED")
+    assert "evidence masks" in reasons and "markers" in reasons
+    assert "validation studies (< 10 per class)" in reasons  # 2 studies: no CI can be claimed
+    assert all(p["holds"] == "True" for p in parsed if p["kind"] == "IDENTITY")
+    assert warnings_in_outputs(out) == []
+
+
 def test_image_reader_takes_read_only_arrays_without_warning():
     import warnings
 

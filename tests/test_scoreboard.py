@@ -219,6 +219,10 @@ def test_compute_maps_matches_attribute_and_cached_computes_once(tmp_path, monke
     expected = as_heatmap(attribute(model, x, "saliency", classes=targets), (32, 32))[:, 0]
     assert torch.allclose(maps["saliency"], expected) and maps["grad_cam"].shape == (2, 32, 32)
     assert set(seconds) == {"grad_cam", "saliency"} and all(s >= 0 for s in seconds.values())
+    one_by_one, _ = compute_maps(model, x, targets, {"grad_cam": {"layer": "features"}}, batch_size=1)
+    assert torch.allclose(one_by_one["grad_cam"], maps["grad_cam"], atol=1e-6)       # batching changes nothing
+    with pytest.raises(ValueError, match="batch_size"):
+        compute_maps(model, x, targets, {"saliency": {}}, batch_size=0)
     with pytest.raises(ValueError, match="unknown"):
         compute_maps(model, x, targets, {"gradcam": {}})
     calls = []

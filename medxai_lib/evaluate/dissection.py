@@ -204,8 +204,8 @@ class NetworkDissection:
         return int(self.null_iou_[0, :, self._column(concept)].argmax())
 
     def summary(self) -> "pandas.DataFrame":
-        """One row per concept: its area, the null's threshold, the best IoU of any unit and how many
-        units it labels and detects."""
+        """One row per concept: its area, the null's threshold, the best IoU of any unit, how many units
+        pass ``min_iou`` alone (no label, no null), how many carry its label and how many detect it."""
         import pandas as pd
         rows = {}
         for c, name in enumerate(self.concept_names_):
@@ -213,6 +213,7 @@ class NetworkDissection:
             rows[name] = {"area (share of image)": round(float(self.concept_area_[c]), 4),
                           f"null {100 * self.null_quantile:g}th pct IoU": round(float(self.null_threshold_[c]), 3),
                           "best IoU (any unit)": round(float(self.iou_[:, c].max()), 3),
+                          f"units with IoU > {self.min_iou:g}": int((self.iou_[:, c] > self.min_iou).sum()),
                           "units labelled": int((self.best_concept_ == c).sum()),
                           "detectors": len(units), "detector units": units}
         return pd.DataFrame(rows).T.rename_axis("concept")

@@ -65,23 +65,28 @@ def method_report(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, t
     return pd.DataFrame(rows).set_index("method"), heatmaps
 
 
-def compute_maps(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, methods: dict[str, dict[str, Any]]
-                 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Run every method once on ``images (B, C, H, W)`` for ``targets (B,)``: name -> ``(B, H, W)`` maps at
-    image resolution on the CPU (layer maps upsampled bilinearly, signed input maps summed over channels),
-    and name -> wall seconds."""
+def compute_maps(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, methods: dict[str, dict[str, Any]],
+                 batch_size: int = 12) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Run every method once on ``images (B, C, H, W)`` for ``targets (B,)``, ``batch_size`` images at a time
+    (methods that batch noisy copies or integration steps otherwise hold all of them in memory at once):
+    name -> ``(B, H, W)`` maps at image resolution on the CPU (layer maps upsampled bilinearly, signed input
+    maps summed over channels), and name -> wall seconds."""
     if not isinstance(methods, dict) or not methods:
         raise ValueError(f"methods: expected a non-empty dict name -> keyword arguments, got {methods!r}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"methods: unknown {unknown}; valid methods: {', '.join(sorted(METHODS))}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    targets = torch.as_tensor(targets)
     size = tuple(images.shape[-2:])
     maps, seconds = {}, {}
     for name, kwargs in methods.items():
         start = time.perf_counter()
-        output = attribute(model, images, name, classes=targets, **kwargs)
+        parts = [as_heatmap(attribute(model, images[i:i + batch_size], name, classes=targets[i:i + batch_size],
+                                      **kwargs).detach(), size)[:, 0].cpu() for i in range(0, len(images), batch_size)]
         seconds[name] = time.perf_counter() - start
-        maps[name] = as_heatmap(output.detach(), size)[:, 0].cpu()
+        maps[name] = torch.cat(parts)
     return maps, seconds
 
 

@@ -2,7 +2,7 @@
 
 A group of units is compared with *random* groups of the same size drawn from the units that are not
 under test (:func:`ablate_groups_vs_random`): the control answers "would any units of this layer do
-that?". :func:`rank_units` finds the units that matter most by single-unit ablation, for a held-out test.
+that?". :func:`rank_units` scores every unit by single-unit ablation, to pick units for a held-out test.
 """
 from __future__ import annotations
 
@@ -115,7 +115,9 @@ def ablate_groups_vs_random(model: nn.Module, images: torch.Tensor, layer: Layer
 
 
 def rank_units(model: nn.Module, images: torch.Tensor, layer: LayerSpec, n_units: int, target: int,
-               batch_size: int = 64) -> torch.Tensor:
-    """Mean |change of the ``target`` probability| when each unit alone is ablated: ``(n_units,)``
-    (one forward pass per unit)."""
-    return ablation_effects(model, images, layer, [[k] for k in range(n_units)], target, batch_size).abs().mean(1)
+               signed: bool = False, batch_size: int = 64) -> torch.Tensor:
+    """Mean change of the ``target`` probability when each unit alone is ablated, ``(n_units,)``: its
+    absolute value per image (``signed=False``) or the signed change (negative: the unit supports the
+    class). One forward pass per unit."""
+    effects = ablation_effects(model, images, layer, [[k] for k in range(n_units)], target, batch_size)
+    return (effects if signed else effects.abs()).mean(1)

@@ -16,7 +16,7 @@ from medxai_lib.viz.overlays import to_display
 
 def plot_method_maps(images: torch.Tensor, maps: Mapping[str, torch.Tensor], masks: torch.Tensor | None = None,
                      signed: Sequence[str] = (), column_titles: Sequence[str] | None = None, title: str | None = None,
-                     cell_inches: float = 1.9, alpha: float = 0.65) -> plt.Figure:
+                     cell_inches: float = 2.3, alpha: float = 0.65) -> plt.Figure:
     """Rows = methods, columns = images. Each row has ONE colour scale for all its images (so magnitudes
     compare across images) and its own colour bar: signed methods (names in ``signed``) in ``RdBu_r``
     centred on 0 with a symmetric range (the 99th percentile of |map| over the row), the others in
@@ -29,8 +29,10 @@ def plot_method_maps(images: torch.Tensor, maps: Mapping[str, torch.Tensor], mas
     for name in names:
         if maps[name].shape[0] != batch or maps[name].ndim != 3:
             raise ValueError(f"maps[{name!r}]: expected ({batch}, H, W), got {tuple(maps[name].shape)}")
-    fig, axes = plt.subplots(len(names), batch, figsize=(cell_inches * batch + 1.6, cell_inches * len(names) + 0.5),
-                             squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.12})
+    width, height = cell_inches * batch + 2.0, cell_inches * len(names) + 0.9
+    fig, axes = plt.subplots(len(names), batch, figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(left=1.0 / width, right=1 - 1.0 / width, top=1 - 0.75 / height, bottom=0.1 / height,
+                        wspace=0.04, hspace=0.1)
     for row, name in enumerate(names):
         values = maps[name].detach().cpu().float()
         if name in signed:
@@ -54,9 +56,10 @@ def plot_method_maps(images: torch.Tensor, maps: Mapping[str, torch.Tensor], mas
         bar = fig.colorbar(heat, ax=axes[row, :].tolist(), fraction=0.025, pad=0.01)
         bar.ax.tick_params(labelsize=7)
     handle = Line2D([], [], color=EVIDENCE_COLOUR, lw=2)
-    fig.legend([handle], ["evidence mask"], loc="upper right", fontsize=8, frameon=False)
+    fig.legend([handle], ["evidence mask"], loc="upper right", bbox_to_anchor=(1 - 0.2 / width, 1 - 0.4 / height),
+               fontsize=9, frameon=False)
     if title:
-        fig.suptitle(title, fontsize=11, y=1 - 0.15 / fig.get_size_inches()[1])
+        fig.suptitle(title, fontsize=11, y=1 - 0.12 / height)
     return fig
 
 
@@ -75,7 +78,7 @@ def plot_rank_table(board: "pandas.DataFrame", rank_frame: "pandas.DataFrame", d
     for i, method in enumerate(methods):
         for j, metric in enumerate(metrics):
             mean, lo, hi = (board.loc[method, (metric, k)] for k in ("mean", "lo", "hi"))
-            colour = "white" if ranks[i, j] < 0.45 * len(methods) else "black"
+            colour = "black" if ranks[i, j] < 0.45 * len(methods) else "white"     # light cells: dark text
             ax.text(j, i, f"#{int(ranks[i, j])}  {mean:.{digits}f}\n[{lo:.{digits}f}, {hi:.{digits}f}]",
                     ha="center", va="center", fontsize=7, color=colour)
     arrows = {"higher": "\u2191 higher is better", "lower": "\u2193 lower is better"}
@@ -102,7 +105,7 @@ def plot_deletion_insertion(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
                             title: str | None = None) -> plt.Figure:
     """Mean deletion (left) and insertion (right) curves, probability vs fraction of pixels removed /
     inserted, one line per method with its mean AUC in the legend; shaded: +-1 standard error."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.6), sharey=True)
     colours = plt.get_cmap("tab10")
     for k, (ax, mode) in enumerate(zip(axes, ("deletion", "insertion"))):
         for i, (name, pair) in enumerate(curves.items()):
@@ -114,10 +117,10 @@ def plot_deletion_insertion(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
             ax.fill_between(x, mean - se, mean + se, color=colours(i % 10), alpha=0.15)
         ax.set_xlabel(f"fraction of pixels {'deleted (set to 0 = mean grey)' if mode == 'deletion' else 'inserted into the blurred image'}")
         ax.set_title(f"{mode}: {'lower' if mode == 'deletion' else 'higher'} AUC is better", fontsize=10)
-        ax.legend(fontsize=7, loc="upper right" if mode == "deletion" else "lower right")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("probability of 'abnormal'")
-    axes[0].set_ylim(0, 1)
+    axes[0].set_ylim(0, 1.02)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()

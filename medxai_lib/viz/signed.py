@@ -24,7 +24,7 @@ def symmetric_limit(maps: torch.Tensor, quantile: float = 0.995) -> float:
 def plot_signed_maps(images: torch.Tensor, columns: Mapping[str, torch.Tensor], masks: torch.Tensor | None = None,
                      row_titles: Sequence[str] | None = None, title: str | None = None, shared: bool = True,
                      units: str = "attribution", cmap: str = "RdBu_r", alpha: float = 0.75,
-                     normalized_images: bool = True, cell_inches: float = 2.2, dpi: int = 100) -> plt.Figure:
+                     normalized_images: bool = True, cell_inches: float = 2.6, dpi: int = 100) -> plt.Figure:
     """Rows = images, columns = the image then one signed map per entry of ``columns`` (``(B, 1, h, w)`` or
     ``(B, 1, 1, H, W)``, upsampled bilinearly), drawn with a diverging ``cmap`` centred on 0 over a grey
     copy of the image. ``shared``: one symmetric scale for every column (compare magnitudes across methods
