@@ -34,7 +34,7 @@ test-unit: install
 	$(PY) -m pytest -q tests
 
 test-notebooks: install
-	MEDXAI_STATIC_WIDGETS=1 $(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks/
+	MEDXAI_STATIC_WIDGETS=1 $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg -p no:cacheprovider notebooks/
 
 # Separate stage (not in `make test`): needs root for apt when chromium is missing.
 test-browser: install
