@@ -182,7 +182,10 @@ def _load_params(path: str | None) -> dict[str, Any]:
     import yaml
     if not Path(path).is_file():
         raise SystemExit(f"--params: no such file {path!r}")
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SystemExit(f"--params: {path} is not valid YAML ({str(exc).splitlines()[0]} ...)") from exc
     if not isinstance(data, dict):
         raise SystemExit(f"--params: {path} must hold a mapping of parameter names to values")
     return data
@@ -193,6 +196,52 @@ def parameters_for(notebook: Path, params: dict[str, Any]) -> dict[str, Any]:
     common = {k: v for k, v in params.items() if not isinstance(v, dict)}
     specific = params.get(notebook.stem, {})
     return {**common, **(specific if isinstance(specific, dict) else {})}
+
+
+_POSITIVE = ("n_", "max_")
+_POSITIVE_SUFFIX = ("_size", "epochs", "steps", "_width", "width", "_batch", "batch_size", "crop")
+
+
+def check_parameters(notebook: Path, overrides: dict[str, Any]) -> list[str]:
+    """Problems with ``overrides`` for ``notebook`` (empty when fine), checked against its ``parameters``
+    cell: every key must be a parameter there; a value must have its default's type (an int where the
+    default is an int, a number where it is a float, ``True``/``False`` for a flag; a string only where the
+    default is a string or ``None`` or the parameter's comment offers that string in quotes); counts, sizes,
+    epochs and steps (names ``n_*``, ``max_*``, ``*_size``, ``*epochs``, ``*steps``, ``*width``, ``*batch``)
+    must be positive and ``seed`` a non-negative int."""
+    import ast
+    import papermill
+    declared = papermill.inspect_notebook(str(notebook))
+    problems = []
+    for key, value in overrides.items():
+        if key not in declared:
+            problems.append(f"{key!r} is not a parameter of {notebook.stem} (it has {sorted(declared)})")
+            continue
+        try:
+            default = ast.literal_eval(declared[key]["default"])
+        except (ValueError, SyntaxError):
+            continue  # an expression default (e.g. a tuple of names): papermill passes the value through
+        offered = isinstance(value, str) and (f'"{value}"' in declared[key]["help"] or f"'{value}'" in declared[key]["help"])
+        if isinstance(default, bool) or isinstance(value, bool):
+            ok = isinstance(default, bool) and isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) or offered
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) or offered
+        elif isinstance(default, str) or default is None:
+            ok = True
+        else:
+            ok = type(value) is type(default)
+        if not ok:
+            problems.append(f"{key}: expected a value like its default {declared[key]['default']} "
+                            f"({type(default).__name__}), got {value!r}")
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if key == "seed" and value < 0:
+                problems.append(f"seed: expected a non-negative int, got {value!r}")
+            elif (key.startswith(_POSITIVE) or key.endswith(_POSITIVE_SUFFIX)) and not value > 0:
+                problems.append(f"{key}: expected a positive value (a count, size or length), got {value!r}")
+    return problems
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -218,6 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections = {k for k, v in params.items() if isinstance(v, dict)}
     if sections - {nb.stem for nb in sorted(folder.glob("[0-9][0-9]_*.ipynb"))}:
         parser.error(f"--params: sections {sorted(sections - {nb.stem for nb in notebooks})} name no notebook in {folder}")
+    problems = [f"{nb.stem}: {p}" for nb in notebooks for p in check_parameters(nb, parameters_for(nb, params))]
+    if problems:
+        parser.error("--params: " + "; ".join(problems))
     results = []
     for nb in notebooks:
         print(f"[medxai] running {nb.name} ...", flush=True)

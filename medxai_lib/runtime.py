@@ -60,15 +60,41 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         resolved = torch.device(device)
     except RuntimeError as exc:
         raise ValueError(f"device: expected 'auto', 'cpu', 'cuda[:i]' or 'mps', got {device!r}") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} requested but CUDA is not available here; use 'auto' or 'cpu'")
-    return resolved
+    if resolved.type == "cpu":
+        if resolved.index not in (None, 0):
+            raise ValueError(f"device: {device!r} names a CPU index; there is one CPU device, use 'cpu'")
+        return resolved
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {device!r} requested but CUDA is not available here; use 'auto' or 'cpu'")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device: {device!r} requested but this host has {torch.cuda.device_count()} CUDA "
+                             f"device(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        return resolved
+    if resolved.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device: {device!r} requested but Apple's MPS backend is not available here; "
+                             "use 'auto' or 'cpu'")
+        return resolved
+    raise ValueError(f"device: expected 'auto', 'cpu', 'cuda[:i]' or 'mps', got {device!r} "
+                     f"(device type {resolved.type!r} is not supported by medxai)")
 
 
 def cache_dir() -> Path:
-    """Cache directory: ``$MEDXAI_CACHE`` or ``<repo>/data/cache``; created if missing."""
-    path = Path(os.environ.get(CACHE_ENV) or _REPO_ROOT / "data" / "cache")
-    path.mkdir(parents=True, exist_ok=True)
+    """Cache directory: ``$MEDXAI_CACHE`` (``~`` and ``$VARS`` expanded) or ``<repo>/data/cache``; created
+    if missing. An unusable path raises ``ValueError`` naming the variable."""
+    raw = os.environ.get(CACHE_ENV)
+    path = Path(os.path.expandvars(os.path.expanduser(raw))) if raw else _REPO_ROOT / "data" / "cache"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        source = f"{CACHE_ENV}={raw!r}" if raw else f"the default cache {str(path)!r}"
+        raise ValueError(f"{source}: cannot create or use this cache directory ({exc.strerror or exc}); "
+                         f"point {CACHE_ENV} at a writable folder") from exc
+    if not os.access(path, os.W_OK):
+        source = f"{CACHE_ENV}={raw!r}" if raw else f"the default cache {str(path)!r}"
+        raise ValueError(f"{source}: the cache directory is not writable; point {CACHE_ENV} at a writable folder")
     return path
 
 

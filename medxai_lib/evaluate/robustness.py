@@ -31,7 +31,13 @@ def max_sensitivity(explain: Callable[[torch.Tensor], torch.Tensor], images: tor
 
 def sparseness(maps: torch.Tensor) -> torch.Tensor:
     """Gini index of ``|map|`` (Chalasani et al. 2020; Quantus ``Sparseness``): 0 for a uniform map,
-    (n-1)/n for a single pixel. ``(B, ...)`` -> ``(B,)``."""
+    (n-1)/n for a single pixel. ``(B, ...)`` -> ``(B,)``. Maps with NaN or infinite values are refused
+    (a NaN map has no sparseness; it used to score 0, a uniform map)."""
+    if not torch.is_tensor(maps) or maps.ndim < 2:
+        raise ValueError(f"maps: expected a (B, ...) tensor, got {getattr(maps, 'shape', type(maps).__name__)}")
+    if not torch.isfinite(maps).all():
+        bad = torch.nonzero(~torch.isfinite(maps).flatten(1).all(1)).flatten().tolist()
+        raise ValueError(f"maps: contains NaN or infinite values (map(s) {bad[:10]}); sparseness is undefined")
     flat = maps.detach().flatten(1).abs().double()
     values, _ = flat.sort(dim=1)
     n = values.shape[1]

@@ -119,6 +119,9 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in [
 def attribute(model: Any, images: torch.Tensor, method: str, layer: Any = None, classes: Any = None,
               **kwargs: Any) -> torch.Tensor:
     """Run ``method`` (a key of :data:`METHODS`) and return its native output (see ``MethodInfo.output``)."""
+    if not isinstance(method, str):
+        raise TypeError(f"method: expected one method name (a str), got {method!r}; "
+                        f"call attribute once per method, valid methods: {', '.join(sorted(METHODS))}")
     if method not in METHODS:
         raise ValueError(f"method: unknown {method!r}; valid methods: {', '.join(sorted(METHODS))}")
     info = METHODS[method]

@@ -108,3 +108,10 @@ def check_count(name: str, value: object) -> None:
 def check_size(size: object) -> None:
     if not isinstance(size, int) or isinstance(size, bool) or size < 32:
         raise ValueError(f"size: expected an int >= 32, got {size!r}")
+
+
+def check_seed(seed: object) -> None:
+    """A phantom seed is a non-negative int (numpy integers too): numpy's generators refuse the rest with
+    errors that do not name the argument."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medxai_lib.data.phantoms.common import PhantomDataset, check_count, check_size, smooth_noise, unit_grid
+from medxai_lib.data.phantoms.common import PhantomDataset, check_count, check_seed, check_size, smooth_noise, unit_grid
 from medxai_lib.data.transforms import normalize_image
 
 LESION_TYPES = ("microaneurysm", "haemorrhage", "hard_exudate", "cotton_wool", "neovascularisation")
@@ -208,6 +208,7 @@ class FundusPhantom(PhantomDataset, Dataset):
                  cache: bool = True) -> None:
         check_count("n_images", n_images)
         check_size(size)
+        check_seed(seed)
         probs = np.asarray(grade_probs, dtype=float)
         if probs.shape != (5,) or (probs < 0).any() or not np.isclose(probs.sum(), 1):
             raise ValueError(f"grade_probs: expected 5 probabilities summing to 1, got {grade_probs!r}")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medxai_lib.data.phantoms.common import PhantomDataset, check_count, check_size, smooth_noise, unit_grid
+from medxai_lib.data.phantoms.common import PhantomDataset, check_count, check_seed, check_size, smooth_noise, unit_grid
 from medxai_lib.data.transforms import normalize_image
 
 ATTRIBUTES = ("pleomorphism", "crowding", "polarity", "mitosis", "nucleoli")
@@ -226,6 +226,7 @@ class HistologyPhantom(PhantomDataset, Dataset):
                  grade_probs: tuple[float, float, float] = (0.6, 0.3, 0.1)) -> None:
         check_count("n_images", n_images)
         check_size(size)
+        check_seed(seed)
         if not 0 <= insufficient_prob <= 1:
             raise ValueError(f"insufficient_prob: expected a probability, got {insufficient_prob!r}")
         if grade_correlation is not None and not 0 <= grade_correlation < 1:

@@ -22,7 +22,7 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
-from medxai_lib.data.phantoms.common import (PhantomDataset, check_count, check_size, segment_distance, smooth_noise,
+from medxai_lib.data.phantoms.common import (PhantomDataset, check_count, check_seed, check_size, segment_distance, smooth_noise,
                                              unit_grid)
 from medxai_lib.data.transforms import grey_to_tensor, normalize_image
 
@@ -261,6 +261,7 @@ class RadiographPhantom(PhantomDataset, Dataset):
                  cache: bool = True) -> None:
         check_count("n_studies", n_studies)
         check_size(size)
+        check_seed(seed)
         if not 0.0 <= prevalence <= 1.0:
             raise ValueError(f"prevalence: expected a probability in [0, 1], got {prevalence!r}")
         unknown = [a for a in abnormalities if a not in ABNORMALITIES]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medxai_lib.data.phantoms.common import (PhantomDataset, bezier, check_count, check_size, polyline_distance,
+from medxai_lib.data.phantoms.common import (PhantomDataset, bezier, check_count, check_seed, check_size, polyline_distance,
                                              smooth_noise, soft, unit_grid)
 from medxai_lib.data.transforms import normalize_image
 
@@ -195,6 +195,7 @@ class SkinLesionPhantom(PhantomDataset, Dataset):
                  ruler_prob: float = 0.15, vignette_prob: float = 0.3, normalize: bool = True, cache: bool = True) -> None:
         check_count("n_lesions", n_lesions)
         check_size(size)
+        check_seed(seed)
         if mode not in ("binary", "ham7"):
             raise ValueError(f"mode: expected 'binary' or 'ham7', got {mode!r}")
         if hair_density < 0:
