@@ -13,7 +13,6 @@ from medxai_lib.evaluate.claims import parse_line
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 NOT_YET_CONVERTED = {
-    "02_skin_lesion_feature_maps", "03_cam_vs_gradcam_mura",
     "04_attribution_and_perturbation",
 }
 NO_CONTROL = {"", "none", "nothing", "no control", "-"}

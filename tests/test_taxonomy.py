@@ -215,6 +215,20 @@ def test_a_distilled_surrogate_reproduces_the_black_box_errors_and_a_label_twin_
     assert result.model.predict(X).shape == (len(X),)
 
 
+def test_compare_surrogates_spreads_a_rare_kind_of_error_without_a_warning():
+    """Three false positives only: too few for 5 (decision x label) strata, so the folds are stratified on the
+    errors instead (sklearn would warn); every error is still predicted out of fold."""
+    import warnings
+    X, _, labels = _black_box_with_an_error_pocket(300)
+    black_box = labels.copy()
+    black_box[np.flatnonzero(labels == 0)[:3]] = 1                      # 3 false positives
+    black_box[np.flatnonzero(labels == 1)[:20]] = 0                     # 20 false negatives
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = compare_surrogates(X, black_box, labels, {"tree": DecisionTreeClassifier(max_depth=2, random_state=0)})
+    assert result["tree"].errors.sum() == 23 and result["tree"].distilled_agrees.shape == (300,)
+
+
 def test_compare_surrogates_rejects_bad_input():
     X, black_box, labels = _black_box_with_an_error_pocket(60)
     with pytest.raises(ValueError, match="black_box, labels"):

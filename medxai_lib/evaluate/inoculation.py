@@ -159,12 +159,13 @@ def rule_grade_of(kinds: Sequence[str]) -> int:
 
 def randomised_detector(detector: DRDetector, seed: int = 0) -> DRDetector:
     """A copy of ``detector`` with every layer re-initialised (same architecture, random weights): the
-    randomised-weights control of Adebayo et al. for its deconvnet projection."""
-    torch.manual_seed(seed)
+    randomised-weights control of Adebayo et al. for its deconvnet projection. The weights are drawn with
+    the detector's own initialisation rule from a generator seeded by ``seed``; the caller's global torch
+    RNG is left as it was."""
     clone = copy.deepcopy(detector)
-    for module in clone.modules():
-        if module is not clone and hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        clone.reset_weights()
     return clone.eval()
 
 

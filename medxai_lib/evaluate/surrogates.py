@@ -58,6 +58,8 @@ def compare_surrogates(features: np.ndarray, black_box: np.ndarray, labels: np.n
                        ) -> dict[str, SurrogateComparison]:
     """Fit each scikit-learn ``learner`` to the black box's predicted classes and, separately, to the true
     labels, with the same ``n_splits``-fold split; return out-of-fold agreement with the black box per unit.
+    The folds are stratified by (decision, label), so the black box's errors spread over them; where one kind
+    of error has fewer than ``n_splits`` units, by error vs not.
 
     Args:
         features: ``(N, F)`` interpretable features (e.g. :func:`lesion_cue_features`).
@@ -75,6 +77,8 @@ def compare_surrogates(features: np.ndarray, black_box: np.ndarray, labels: np.n
     errors = black_box != labels
     folds = StratifiedKFold(n_splits, shuffle=True, random_state=seed)
     strata = 2 * black_box + labels            # keep the black box's errors spread over the folds
+    if np.bincount(strata)[np.unique(strata)].min() < n_splits:      # a rare kind of error: stratify on errors only
+        strata = errors.astype(int) if np.bincount(errors.astype(int)).min() >= n_splits else labels
     splits = list(folds.split(features, strata))
     out = {}
     for name, learner in learners.items():
