@@ -7,7 +7,7 @@ import torch
 from medxai_lib.data import HistologyPhantom
 from medxai_lib.evaluate.reports import attribute_accuracy, relevant_images, retrieval_scores, symptom_query
 from medxai_lib.models.mdnet import AASModule, MDNet, MDNetImage, mdnet_loss, scale_grad
-from medxai_lib.train.mdnet import MDNetConfig, fit_image_model, fit_mdnet, report_log_likelihood
+from medxai_lib.train.mdnet import VARIANTS, MDNetConfig, fit_image_model, fit_mdnet, fit_variants, report_log_likelihood
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +179,22 @@ def test_report_evaluation_helpers():
     assert relevant_images("severe nuclear pleomorphism", grades).tolist() == [True, False]
     out = retrieval_scores(np.array([0.9, 0.1, 0.5]), np.array([True, False, True]), k=2)
     assert out["P@2"] == 1.0 and out["AP"] == pytest.approx(1.0)
+
+
+def test_fit_variants_in_worker_processes_gives_the_same_weights(tmp_path, monkeypatch):
+    ds = HistologyPhantom(16, size=32, seed=2)
+    vocab, config = ds.vocabulary(), MDNetConfig(epochs=1, batch_size=8)
+    threads, weights = torch.get_num_threads(), {}
+    torch.set_num_threads(1)
+    for workers in (1, 2):
+        monkeypatch.setenv("MEDXAI_CACHE", str(tmp_path / f"cache{workers}"))
+        models, from_cache = fit_variants(ds, vocab, [0], config, device="cpu", cache_key={"t": 2}, workers=workers)
+        assert from_cache == 0 and [len(models[v]) for v in VARIANTS] == [1, 1, 1, 1]
+        assert len(list((tmp_path / f"cache{workers}" / "checkpoints").iterdir())) == 4
+        weights[workers] = [t for v in VARIANTS for t in models[v][0].state_dict().values()]
+    torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(weights[1], weights[2]))
+    again, from_cache = fit_variants(ds, vocab, [0], config, device="cpu", cache_key={"t": 2}, workers=2)
+    assert from_cache == 4
+    with pytest.raises(ValueError, match="workers"):
+        fit_variants(ds, vocab, [0], config, device="cpu", workers=0)

@@ -7,6 +7,7 @@ the image-only variants with the label alone.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -52,14 +53,19 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tenso
     return list(order.split(batch_size))
 
 
+def _checkpoint(kind: str, model: nn.Module, config: MDNetConfig, cache_key: dict[str, Any], extra: dict[str, Any]
+                ) -> Path:
+    key = {"config": asdict(config), "data": cache_key, "arch": repr(model), **extra}
+    return cache_dir() / "checkpoints" / f"{kind}-{config_hash(key)}.pt"
+
+
 def _cached(kind: str, model: nn.Module, config: MDNetConfig, cache_key: dict[str, Any] | None,
             extra: dict[str, Any], train: Callable[[], list[dict[str, float]]], device: torch.device
             ) -> tuple[list[dict[str, float]], bool]:
     """Load ``model`` from the cache when its key exists, else run ``train()`` and save it."""
     path = None
     if cache_key is not None:
-        key = {"config": asdict(config), "data": cache_key, "arch": repr(model), **extra}
-        path = cache_dir() / "checkpoints" / f"{kind}-{config_hash(key)}.pt"
+        path = _checkpoint(kind, model, config, cache_key, extra)
         if path.exists():
             saved = torch.load(path, map_location=device, weights_only=True)
             model.load_state_dict(saved["state_dict"])
@@ -176,23 +182,73 @@ VARIANTS = ("MDNet (joint, AAS)", "MDNet (joint, no AAS)", "image model alone (e
             "image model alone (additive)")
 
 
-def fit_variants(train: Dataset, vocab: Vocabulary, seeds: list[int], config: MDNetConfig = MDNetConfig(),
-                 num_classes: int = 4, device: str = "auto", cache_key: dict[str, Any] | None = None
-                 ) -> tuple[dict[str, list[nn.Module]], int]:
-    """The four models of the fair comparison for every seed, all with the same epochs, batches and
-    image-update budget: MDNet with and without AAS (joint), the image model alone with ensemble
-    connections and with additive shortcuts. Returns ``({variant: [model per seed]}, number from cache)``."""
+def _variant_jobs(seeds: list[int], config: MDNetConfig) -> list[tuple[str, MDNetConfig, str]]:
+    """``(variant, config, connection)`` for every model of :func:`fit_variants`, in its order."""
     from dataclasses import replace
-    models: dict[str, list[nn.Module]] = {v: [] for v in VARIANTS}
-    cached = 0
+    jobs = []
     for seed in seeds:
         cfg = replace(config, seed=int(seed))
-        for name, aas in zip(VARIANTS[:2], (True, False)):
-            model, _, hit = fit_mdnet(train, vocab, replace(cfg, aas=aas), num_classes, device, cache_key)
-            models[name].append(model)
-            cached += hit
-        for name, connection in zip(VARIANTS[2:], ("ensemble", "additive")):
-            model, _, hit = fit_image_model(train, connection, cfg, num_classes, device, cache_key)
-            models[name].append(model)
-            cached += hit
-    return models, cached
+        jobs += [(VARIANTS[0], replace(cfg, aas=True), ""), (VARIANTS[1], replace(cfg, aas=False), ""),
+                 (VARIANTS[2], cfg, "ensemble"), (VARIANTS[3], cfg, "additive")]
+    return jobs
+
+
+def _fit_job(job: tuple[str, MDNetConfig, str], train: Dataset, vocab: Vocabulary, num_classes: int, device: str,
+             cache_key: dict[str, Any] | None, show_progress: bool | None = None) -> tuple[nn.Module, bool]:
+    variant, cfg, connection = job
+    if variant.startswith("MDNet"):
+        model, _, hit = fit_mdnet(train, vocab, cfg, num_classes, device, cache_key, show_progress)
+    else:
+        model, _, hit = fit_image_model(train, connection, cfg, num_classes, device, cache_key, show_progress)
+    return model, hit
+
+
+def _job_checkpoint(job: tuple[str, MDNetConfig, str], vocab: Vocabulary, num_classes: int,
+                    cache_key: dict[str, Any]) -> Path:
+    variant, cfg, connection = job
+    if variant.startswith("MDNet"):
+        model = MDNet(len(vocab), num_classes, beta=cfg.beta, eta=cfg.eta, aas=cfg.aas)
+        return _checkpoint("mdnet", model, cfg, cache_key, {"vocab": vocab.itos})
+    return _checkpoint("mdnet-image", MDNetImage(num_classes, connection=connection), cfg, cache_key,
+                       {"connection": connection})
+
+
+def _train_in_worker(job: tuple[str, MDNetConfig, str], train: Dataset, vocab: Vocabulary, num_classes: int,
+                     cache_key: dict[str, Any], threads: int) -> None:
+    """Worker process: train one model on the CPU with the parent's thread count and save it to the cache."""
+    torch.set_num_threads(threads)
+    _fit_job(job, train, vocab, num_classes, "cpu", cache_key, show_progress=False)
+
+
+def fit_variants(train: Dataset, vocab: Vocabulary, seeds: list[int], config: MDNetConfig = MDNetConfig(),
+                 num_classes: int = 4, device: str = "auto", cache_key: dict[str, Any] | None = None,
+                 workers: int = 1) -> tuple[dict[str, list[nn.Module]], int]:
+    """The four models of the fair comparison for every seed, all with the same epochs, batches and
+    image-update budget: MDNet with and without AAS (joint), the image model alone with ensemble
+    connections and with additive shortcuts. Returns ``({variant: [model per seed]}, number from cache)``.
+
+    ``workers > 1`` (CPU with a ``cache_key`` only) trains the models that are not cached in that many
+    processes, each with this process's torch thread count, then loads them from the cache: every model is
+    seeded on its own, so the weights are the same as with ``workers=1``; only the wall time changes."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers: expected an int >= 1, got {workers!r}")
+    jobs = _variant_jobs(seeds, config)
+    todo = []
+    if workers > 1 and cache_key is not None and resolve_device(device).type == "cpu":
+        todo = [job for job in jobs if not _job_checkpoint(job, vocab, num_classes, cache_key).exists()]
+        todo.sort(key=lambda job: not job[0].startswith("MDNet"))     # the slow joint models first
+    if len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_train_in_worker, job, train, vocab, num_classes, cache_key, torch.get_num_threads())
+                       for job in todo]
+            for future in futures:
+                future.result()
+    models: dict[str, list[nn.Module]] = {v: [] for v in VARIANTS}
+    cached = 0
+    for job in jobs:
+        model, hit = _fit_job(job, train, vocab, num_classes, device, cache_key)
+        models[job[0]].append(model)
+        cached += hit
+    return models, cached - (len(todo) if len(todo) > 1 else 0)
