@@ -86,22 +86,23 @@ def test_runner_accepts_good_overrides(tmp_path):
     assert check_parameters(_book(tmp_path, PARAMS), good) == []
 
 
-def test_runner_names_the_file_of_malformed_yaml(tmp_path):
+def _run_with(tmp_path, yaml_text):
+    """The runner as a user calls it, on one notebook with PARAMS, with ``yaml_text`` as --params."""
     _book(tmp_path, PARAMS)
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("seed: [1, 2\nepochs: 3\n")
-    result = subprocess.run([sys.executable, "-m", "medxai_lib.runner", "--notebooks", str(tmp_path), "--out",
-                             str(tmp_path / "out"), "--params", str(bad)], capture_output=True, text=True)
+    params = tmp_path / "bad.yaml"
+    params.write_text(yaml_text)
+    return subprocess.run([sys.executable, "-m", "medxai_lib.runner", "--notebooks", str(tmp_path), "--out",
+                           str(tmp_path / "out"), "--params", str(params)], capture_output=True, text=True)
+
+
+def test_runner_names_the_file_of_malformed_yaml(tmp_path):
+    result = _run_with(tmp_path, "seed: [1, 2\nepochs: 3\n")
     assert result.returncode != 0 and "bad.yaml is not valid YAML" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_runner_refuses_a_bad_value_before_running_anything(tmp_path):
-    _book(tmp_path, PARAMS)
-    bad = tmp_path / "p.yaml"
-    bad.write_text("epochs: -3\n")
-    result = subprocess.run([sys.executable, "-m", "medxai_lib.runner", "--notebooks", str(tmp_path), "--out",
-                             str(tmp_path / "out"), "--params", str(bad)], capture_output=True, text=True)
+    result = _run_with(tmp_path, "epochs: -3\n")
     assert result.returncode == 2 and "epochs: expected a positive value" in result.stderr
     assert not (tmp_path / "out").exists()
 
