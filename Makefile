@@ -55,7 +55,7 @@ benchmark: install
 	$(PY) benchmarks/agreement.py
 
 claims: install
-	MEDXAI_STATIC_WIDGETS=1 $(PY) scripts/claims_across_seeds.py --seeds $(SEEDS) $(NOTEBOOKS)
+	MEDXAI_STATIC_WIDGETS=1 $(PY) scripts/claims_across_seeds.py $(NOTEBOOKS) --seeds $(SEEDS)
 
 student: install
 	$(PY) -m medxai_lib.student --src notebooks --out notebooks-student

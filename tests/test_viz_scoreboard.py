@@ -65,3 +65,12 @@ def test_curves_and_randomisation_figures():
     fig = plot_randomisation(table)
     assert fig.axes[0].get_xticklabels()[0].get_text().startswith("trained")
     assert fig.legends and all(ax.get_legend() is None for ax in fig.axes)   # the legend sits outside the panels
+
+
+def test_randomisation_figure_keeps_identical_curves_visible():
+    rows = [{"method": m, "randomised": s, "step": k, "spearman": 1.0 - k / 2, "ssim": 1.0, "collapsed": k / 2}
+            for m in ("grad_cam", "guided_grad_cam") for k, s in enumerate(("trained", "top", "stem"))]
+    fig = plot_randomisation(pd.DataFrame(rows))
+    first, second = fig.axes[2].get_lines()[:2]
+    assert first.get_linewidth() > second.get_linewidth() + 1          # the earlier curve is drawn wider
+    assert first.get_marker() != second.get_marker()

@@ -29,9 +29,9 @@ def plot_method_maps(images: torch.Tensor, maps: Mapping[str, torch.Tensor], mas
     for name in names:
         if maps[name].shape[0] != batch or maps[name].ndim != 3:
             raise ValueError(f"maps[{name!r}]: expected ({batch}, H, W), got {tuple(maps[name].shape)}")
-    width, height = cell_inches * batch + 2.0, cell_inches * len(names) + 0.9
+    width, height = cell_inches * batch + 2.0, cell_inches * len(names) + 1.2
     fig, axes = plt.subplots(len(names), batch, figsize=(width, height), squeeze=False)
-    fig.subplots_adjust(left=1.0 / width, right=1 - 1.0 / width, top=1 - 0.75 / height, bottom=0.1 / height,
+    fig.subplots_adjust(left=1.0 / width, right=1 - 1.0 / width, top=1 - 1.05 / height, bottom=0.1 / height,
                         wspace=0.04, hspace=0.1)
     for row, name in enumerate(names):
         values = maps[name].detach().cpu().float()
@@ -56,7 +56,7 @@ def plot_method_maps(images: torch.Tensor, maps: Mapping[str, torch.Tensor], mas
         bar = fig.colorbar(heat, ax=axes[row, :].tolist(), fraction=0.025, pad=0.01)
         bar.ax.tick_params(labelsize=7)
     handle = Line2D([], [], color=EVIDENCE_COLOUR, lw=2)
-    fig.legend([handle], ["evidence mask"], loc="upper right", bbox_to_anchor=(1 - 0.2 / width, 1 - 0.4 / height),
+    fig.legend([handle], ["evidence mask"], loc="upper right", bbox_to_anchor=(1 - 0.2 / width, 1 - 0.38 / height),
                fontsize=9, frameon=False)
     if title:
         fig.suptitle(title, fontsize=11, y=1 - 0.12 / height)
@@ -133,10 +133,13 @@ def plot_randomisation(table: "pandas.DataFrame", title: str | None = None) -> p
     :meth:`medxai_lib.evaluate.sanity.RandomisationResult.table`. The legend sits below the panels."""
     steps = list(dict.fromkeys(table["randomised"]))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
-    colours = plt.get_cmap("tab10")
-    for i, (method, part) in enumerate(table.groupby("method", sort=False)):
+    colours, markers = plt.get_cmap("tab10"), "osD^v<>ph*"
+    groups = list(table.groupby("method", sort=False))
+    for i, (method, part) in enumerate(groups):          # earlier lines wider, so identical curves stay visible
+        width = 1.2 + 2.4 * (len(groups) - 1 - i) / max(1, len(groups) - 1)
         for ax, metric in zip(axes, ("spearman", "ssim", "collapsed")):
-            ax.plot(part["step"], part[metric], "-o", color=colours(i % 10), ms=4, lw=1.6, label=method)
+            ax.plot(part["step"], part[metric], "-", marker=markers[i % len(markers)], color=colours(i % 10),
+                    ms=3 + width, lw=width, alpha=0.9, label=method)
     labels = ["trained\n(reference)"] + [f"{s}" for s in steps[1:]]
     for ax, name in zip(axes, ("Spearman rank correlation of |map|", "SSIM of |map|",
                                "share of maps collapsed to a constant")):
