@@ -128,3 +128,13 @@ def test_skipped_line_and_parser_rejects_other_text(capsys):
 def test_mean_statistic_shapes():
     assert mean_statistic(np.ones((4, 10))).shape == (4,)
     assert mean_statistic(np.ones((4, 10, 3))).shape == (4,)
+
+
+def test_a_comparison_shown_not_claimed_has_one_row_per_control_and_prints_nothing(capsys):
+    rng = np.random.default_rng(0)
+    tested = rng.normal(1.0, 0.1, 50)
+    result = claim("x beats y", tested, {"close": tested - 0.01, "far": tested - 1.0}, margin=0.1, show=False)
+    assert capsys.readouterr().out == ""
+    rows = {r["control"]: r for r in result.table()}
+    assert rows["far"]["beyond the margin 0.100"] is True and rows["close"]["beyond the margin 0.100"] is False
+    assert rows["far"]["difference"].startswith("1.000") and not result.holds

@@ -88,8 +88,12 @@ def test_notebook_02_on_a_ham10000_fixture(tmp_path):
                        n_val_lesions=40, units_per_concept=2, n_random_draws=2, quantiles=[0.02, 0.05])
     parsed = assert_checked_cells_speak(out, {"CLAIM", "SKIPPED"})
     kinds = [p["kind"] for p in parsed]
-    assert "SKIPPED" in kinds and "CLAIM" in kinds          # mask-based checks skip, the ablation test runs
+    assert "SKIPPED" in kinds                                # mask-based checks skip
     assert all("mask" in p["reason"] for p in parsed if p["kind"] == "SKIPPED")
+    # the held-out ablation test still runs without masks, shown as a table (not claimed: it fails on some seeds)
+    shown = [o for cell in nbformat.read(out, as_version=4).cells if cell.cell_type == "code" and "most important" in cell.source
+             for o in cell.get("outputs", []) if "as many random units" in str(o.get("data", {}))]
+    assert shown, "the held-out ablation table is missing from the HAM10000 run"
     assert warnings_in_outputs(out) == []
 
 

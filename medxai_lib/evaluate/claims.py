@@ -95,6 +95,17 @@ class ClaimResult:
 
     __str__ = line
 
+    def table(self) -> list[dict[str, object]]:
+        """One row per control, for a comparison shown but *not* claimed (it failed on some seeds): the
+        tested value, the control's, the difference with its 95% CI and whether it clears the margin.
+        ``pd.DataFrame(result.table())`` displays it."""
+        return [{"tested": f"{fmt(self.value)} [{fmt(self.ci[0])}, {fmt(self.ci[1])}]",
+                 "control": c.name, "control value": f"{fmt(c.value)} [{fmt(c.ci[0])}, {fmt(c.ci[1])}]",
+                 "difference": f"{fmt(c.difference)} [{fmt(c.difference_ci[0])}, {fmt(c.difference_ci[1])}]",
+                 f"beyond the margin {fmt(self.margin)}": bool(c.difference_ci[0] > self.margin)
+                 if self.direction == "greater" else bool(c.difference_ci[1] < -self.margin)}
+                for c in self.controls]
+
 
 def claim(sentence: str, tested: object, controls: Mapping[str, object], *, direction: str = "greater",
           margin: float = 0.0, statistic: Statistic = mean_statistic, paired: bool | Mapping[str, bool] = True,
