@@ -23,6 +23,14 @@ def test_digits_of_a_claim_are_hidden():
 def test_verdict_sentence_and_control_survive():
     line = "CLAIM x beats y (margin 0.300) | 0.557 [0.514, 0.603] vs constant 0.1 [0.0, 0.2] | holds: True"
     assert sanitize(line) != sanitize(line.replace("holds: True", "holds: False"))
-    assert sanitize(line) != sanitize(line.replace("vs constant", "vs shuffled"))
+    assert sanitize(line) == sanitize(line.replace("vs constant", "vs two copy counts drawn at random"))
     assert sanitize(line) != sanitize(line.replace("x beats y", "y beats x"))
     assert sanitize("IDENTITY s | gap 1e-07 | holds: True") != sanitize("SKIPPED s | no masks")
+
+
+def test_the_closest_control_may_change_but_not_the_verdict():
+    a = "CLAIM g rises (margin 0.300) | 2.691 [2.1, 3.2] vs the grading rule's change 0.000 [0.000, 0.000] | holds: True"
+    b = "CLAIM g rises (margin 0.300) | 2.507 [2.0, 3.0] vs two copy counts drawn at random -0.120 [-0.4, 0.2] | holds: True"
+    assert sanitize(a) == sanitize(b)
+    assert sanitize(a) != sanitize(b.replace("holds: True", "holds: False"))
+    assert "vs <control> <num> [<num>, <num>]" in sanitize(a)
