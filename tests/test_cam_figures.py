@@ -5,7 +5,8 @@ matplotlib.use("Agg")
 import pytest
 import torch
 
-from medxai_lib.viz.cam_figures import plot_ci_rows, plot_maps, plot_signed_cams, shared_limit
+from medxai_lib.viz.cam_figures import plot_ci_rows, plot_signed_cams, shared_limit
+from medxai_lib.viz.overlays import plot_map_grid
 
 
 def test_signed_cams_share_one_symmetric_scale():
@@ -22,7 +23,8 @@ def test_signed_cams_share_one_symmetric_scale():
 
 def test_maps_and_ci_rows_draw_what_they_are_given():
     images = torch.zeros(3, 1, 32, 32)
-    fig = plot_maps(images, {"m": torch.rand(3, 1, 4, 4)}, masks=torch.zeros(3, 1, 32, 32), row_titles=list("abc"))
+    fig = plot_map_grid(images, {"m": torch.rand(3, 1, 4, 4)}, masks=torch.zeros(3, 1, 32, 32), row_titles=list("abc"),
+                        clip=False)
     assert len(fig.axes) == 3 * 2 + 1 and fig.axes[1].get_title() == "m"
     fig = plot_ci_rows({"x": {"p": (0.5, 0.4, 0.6)}, "ctrl": {"p": (0.1, 0.05, 0.15)}}, ["p"], highlight=["ctrl"])
     ax = fig.axes[0]

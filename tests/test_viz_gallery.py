@@ -105,3 +105,17 @@ def test_draw_contour_draws_only_a_non_empty_mask():
     assert _contour_colours(fig) == {_rgb(EVIDENCE_COLOUR) + (1.0,)}
     with pytest.raises(ValueError, match="mask"):
         draw_contour(ax, torch.zeros(2, 3, 16, 16))
+
+
+def test_inoculation_step_draws_one_eye_with_its_mask_and_inoculation():
+    from medxai_lib.data import FundusPhantom
+    from medxai_lib.models.detector import DRDetector
+    from medxai_lib.models.pathogan import UNetGenerator
+    from medxai_lib.viz.fundus import plot_inoculation_step
+    torch.manual_seed(0)
+    item = FundusPhantom(1, size=64, seed=3)[0]
+    healthy = FundusPhantom(1, size=64, seed=4, healthy=True)[0]
+    fig = plot_inoculation_step(DRDetector(width=4, dense=8).eval(), item, UNetGenerator((4, 8), width=8, z_dim=6).eval(),
+                                healthy["vessels"][None], healthy["fov"][None], 0.5, source="image 0")
+    assert len([ax for ax in fig.axes if ax.images]) == 4
+    assert fig._suptitle.get_text().startswith("threshold 0.5: ") and "inoculated grade" in fig._suptitle.get_text()

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from matplotlib.lines import Line2D
 
-from medxai_lib.explain.cam import normalize, upsample
+from medxai_lib.explain.cam import upsample
 from medxai_lib.viz.colours import CONFOUNDER_COLOUR, EVIDENCE_COLOUR, draw_contour
 from medxai_lib.viz.overlays import to_display
 
@@ -61,47 +61,6 @@ def plot_signed_cams(images: torch.Tensor, columns: Mapping[str, torch.Tensor], 
     if handles:
         fig.legend([h for h, _ in handles], [label for _, label in handles], loc="outside lower center",
                    ncol=len(handles), fontsize=9, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    return fig
-
-
-def plot_maps(images: torch.Tensor, columns: Mapping[str, torch.Tensor], masks: torch.Tensor | None = None,
-              row_titles: Sequence[str] | None = None, title: str = "", cmap: str = "magma", alpha: float = 0.6,
-              panel_inches: float = 2.0, normalized_images: bool = True) -> plt.Figure:
-    """Rows = images, columns = the image then one unsigned map per entry of ``columns`` ``(B, 1, h, w)``,
-    upsampled and min-max scaled per map (say so in ``title``), panels ``panel_inches`` wide (2.0 in = 200 px at
-    100 dpi), one colour bar; ``masks (B, 1, H, W)`` outlined in the evidence colour, named in a legend."""
-    batch = images.shape[0]
-    if row_titles is not None and len(row_titles) != batch:
-        raise ValueError(f"row_titles: expected one title per image ({batch}), got {len(row_titles)}")
-    size = tuple(images.shape[-2:])
-    shown = {name: normalize(upsample(maps.detach().cpu().float()[:, :1], size)) for name, maps in columns.items()}
-    ncols = 1 + len(shown)
-    fig, axes = plt.subplots(batch, ncols, figsize=(panel_inches * ncols + 1.2, panel_inches * batch + 0.9),
-                             squeeze=False, layout="constrained")
-    heat = None
-    for row in range(batch):
-        base = to_display(images[row], normalized_images)
-        axes[row, 0].imshow(base, cmap="gray", vmin=0, vmax=1)
-        if row_titles is not None:
-            axes[row, 0].set_ylabel(row_titles[row], fontsize=9)
-        for col, (name, maps) in enumerate(shown.items(), start=1):
-            axes[row, col].imshow(base, cmap="gray", vmin=0, vmax=1)
-            heat = axes[row, col].imshow(maps[row, 0].numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
-            if row == 0:
-                axes[row, col].set_title(name, fontsize=9)
-        if masks is not None:
-            for col in range(ncols):
-                draw_contour(axes[row, col], masks[row, 0], EVIDENCE_COLOUR, linewidth=1.0)
-    axes[0, 0].set_title("image", fontsize=9)
-    for ax in axes.flat:
-        ax.set_xticks([]), ax.set_yticks([])
-    if heat is not None:
-        fig.colorbar(heat, ax=axes, shrink=0.6, label="map, min-max scaled per panel")
-    if masks is not None:
-        fig.legend([Line2D([], [], color=EVIDENCE_COLOUR, lw=2)], ["evidence"], loc="outside lower center",
-                   fontsize=9, frameon=False)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig

@@ -128,3 +128,29 @@ def plot_severity_by_kind(counts: Sequence[int], detector: dict[str, np.ndarray]
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
+
+
+def plot_inoculation_step(detector: torch.nn.Module, item: dict, generator: torch.nn.Module, vessels: torch.Tensor,
+                          fov: torch.Tensor, threshold: float | str, source: str = "") -> plt.Figure:
+    """One frame of notebook 06's explorer, everything from the same eye and the same ``threshold``: the
+    source fundus (``item``, a :class:`~medxai_lib.data.FundusPhantom` item), its grade-weighted deconvnet
+    map inside the field of view, the thresholded mask, and the healthy ``vessels``/``fov`` ``(1, 1, S, S)``
+    inoculated by ``generator`` with the descriptors found there; the title gives their number and the
+    detector's grade of the inoculated eye."""
+    from medxai_lib.evaluate.inoculation import predicted_scores
+    from medxai_lib.explain.activation_network import ActivationNetwork
+    from medxai_lib.explain.descriptors import extract_descriptors, threshold_map
+    from medxai_lib.models.detector import detector_input
+    from medxai_lib.models.pathogan import synthesize
+    image = detector_input(item["image"][None])
+    found = DescriptorBank(extract_descriptors(detector, image[0], threshold, fov=item["fov"][0],
+                                               lesion_masks=item["lesions"], source=source))
+    activation = ActivationNetwork(detector).lesion_map(image).cpu() * item["fov"]
+    binary = torch.from_numpy(threshold_map(activation[0].numpy(), threshold, dilate=1))[None].float()
+    inoculated = synthesize(generator, vessels, fov, found).cpu()
+    row = "source eye | activation | mask | inoculated"
+    fig = plot_fundus_rows({row: [item["image"], activation[0], binary[0], inoculated[0]]},
+                           banks={row: [found, DescriptorBank(), DescriptorBank(), found]}, cell_inches=2.2)
+    grade = predicted_scores(detector, inoculated.to(next(detector.parameters()).device))[0]
+    fig.suptitle(f"threshold {threshold}: {len(found)} descriptors | inoculated grade {grade:.2f}", fontsize=9)
+    return fig

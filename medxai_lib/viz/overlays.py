@@ -32,18 +32,24 @@ def _clip_percentiles(maps: torch.Tensor, low: float = 0.01, high: float = 0.99)
 
 def plot_map_grid(images: torch.Tensor, columns: Mapping[str, torch.Tensor], masks: torch.Tensor | None = None,
                   row_titles: Sequence[str] | None = None, title: str | None = None, cmap: str = "magma",
-                  alpha: float = 0.55, normalized_images: bool = True, cell_inches: float = 2.0) -> plt.Figure:
+                  alpha: float = 0.55, normalized_images: bool = True, cell_inches: float = 2.0,
+                  clip: bool = True) -> plt.Figure:
     """Rows = images, columns = the image then one blended heatmap per entry of ``columns``.
 
-    ``images (B, C, H, W)``; each column ``(B, 1, h, w)`` (upsampled, clipped to its 1-99% quantiles and
-    min-max normalised per map);
-    ``masks (B, 1, H, W)`` drawn as evidence contours (:data:`EVIDENCE_COLOUR`).
+    ``images (B, C, H, W)``; each column ``(B, 1, h, w)`` upsampled and min-max normalised per map (with
+    ``clip``, first clipped to its 1-99% quantiles so single extreme pixels do not wash it out); ``masks (B, 1,
+    H, W)`` drawn as evidence contours (:data:`EVIDENCE_COLOUR`), named in a legend. Panels are ``cell_inches``
+    wide (2.5 in = 180 px at the suite's 72 dpi).
     """
     batch = images.shape[0]
+    if row_titles is not None and len(row_titles) != batch:
+        raise ValueError(f"row_titles: expected one title per image ({batch}), got {len(row_titles)}")
     ncols = 1 + len(columns)
-    fig, axes = plt.subplots(batch, ncols, figsize=(cell_inches * ncols + 0.6, cell_inches * batch), squeeze=False)
-    size = images.shape[-2:]
-    shown = {name: normalize(_clip_percentiles(upsample(maps.detach().cpu().float()[:, :1], tuple(size))))
+    fig, axes = plt.subplots(batch, ncols, figsize=(cell_inches * ncols + 0.6, cell_inches * batch + 0.6),
+                             squeeze=False, layout="constrained")
+    size = tuple(images.shape[-2:])
+    prepare = _clip_percentiles if clip else (lambda maps: maps)
+    shown = {name: normalize(prepare(upsample(maps.detach().cpu().float()[:, :1], size)))
              for name, maps in columns.items()}
     fontsize = 9 if ncols <= 7 else 7
     heat = None
@@ -63,7 +69,10 @@ def plot_map_grid(images: torch.Tensor, columns: Mapping[str, torch.Tensor], mas
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     if heat is not None:
-        fig.colorbar(heat, ax=axes, shrink=0.6, label="normalised map")
+        fig.colorbar(heat, ax=axes, shrink=0.6, label="map, min-max scaled per panel")
+    if masks is not None:
+        fig.legend([Line2D([], [], color=EVIDENCE_COLOUR, lw=2)], ["evidence"], loc="outside lower center",
+                   fontsize=9, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

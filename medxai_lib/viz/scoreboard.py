@@ -16,7 +16,7 @@ from medxai_lib.viz.overlays import to_display
 
 def plot_method_maps(images: torch.Tensor, maps: Mapping[str, torch.Tensor], masks: torch.Tensor | None = None,
                      signed: Sequence[str] = (), column_titles: Sequence[str] | None = None, title: str | None = None,
-                     cell_inches: float = 2.3, alpha: float = 0.65) -> plt.Figure:
+                     cell_inches: float = 2.5, alpha: float = 0.65) -> plt.Figure:
     """Rows = methods, columns = images. Each row has ONE colour scale for all its images (so magnitudes
     compare across images) and its own colour bar: signed methods (names in ``signed``) in ``RdBu_r``
     centred on 0 with a symmetric range (the 99th percentile of |map| over the row), the others in
