@@ -59,6 +59,17 @@ def _checkpoint(kind: str, model: nn.Module, config: MDNetConfig, cache_key: dic
     return cache_dir() / "checkpoints" / f"{kind}-{config_hash(key)}.pt"
 
 
+def _mdnet_spec(vocab: Vocabulary, num_classes: int, config: MDNetConfig) -> tuple[str, MDNet, dict[str, Any]]:
+    """``(cache kind, freshly initialised model, extra cache-key fields)`` of :func:`fit_mdnet`."""
+    model = MDNet(len(vocab), num_classes, beta=config.beta, eta=config.eta, aas=config.aas)
+    return "mdnet", model, {"vocab": vocab.itos}
+
+
+def _image_spec(num_classes: int, connection: str) -> tuple[str, MDNetImage, dict[str, Any]]:
+    """``(cache kind, freshly initialised model, extra cache-key fields)`` of :func:`fit_image_model`."""
+    return "mdnet-image", MDNetImage(num_classes, connection=connection), {"connection": connection}
+
+
 def _cached(kind: str, model: nn.Module, config: MDNetConfig, cache_key: dict[str, Any] | None,
             extra: dict[str, Any], train: Callable[[], list[dict[str, float]]], device: torch.device
             ) -> tuple[list[dict[str, float]], bool]:
@@ -107,7 +118,8 @@ def fit_mdnet(train: Dataset, vocab: Vocabulary, config: MDNetConfig = MDNetConf
     With ``config.language=False`` only ``L_M`` trains (the image-only model with the same budget)."""
     device = resolve_device(device)
     seed_everything(config.seed)
-    model = MDNet(len(vocab), num_classes, beta=config.beta, eta=config.eta, aas=config.aas).to(device)
+    kind, model, extra = _mdnet_spec(vocab, num_classes, config)
+    model = model.to(device)
 
     def run() -> list[dict[str, float]]:
         images, labels = stack_dataset(train)
@@ -123,7 +135,7 @@ def fit_mdnet(train: Dataset, vocab: Vocabulary, config: MDNetConfig = MDNetConf
             return mdnet_loss(class_logits, y, word_logits, tok, config.beta)
         return _optimise(model, config, len(images), step, show_progress)
 
-    history, cached = _cached("mdnet", model, config, cache_key, {"vocab": vocab.itos}, run, device)
+    history, cached = _cached(kind, model, config, cache_key, extra, run, device)
     return model, history, cached
 
 
@@ -134,7 +146,8 @@ def fit_image_model(train: Dataset, connection: str = "ensemble", config: MDNetC
     ``"additive"``, on the same batches as :func:`fit_mdnet`; returns ``(model, history, from_cache)``."""
     device = resolve_device(device)
     seed_everything(config.seed)
-    model = MDNetImage(num_classes, connection=connection).to(device)
+    kind, model, extra = _image_spec(num_classes, connection)
+    model = model.to(device)
 
     def run() -> list[dict[str, float]]:
         images, labels = stack_dataset(train)
@@ -144,7 +157,7 @@ def fit_image_model(train: Dataset, connection: str = "ensemble", config: MDNetC
             return loss, {"image": float(loss.detach())}
         return _optimise(model, config, len(images), step, show_progress)
 
-    history, cached = _cached("mdnet-image", model, config, cache_key, {"connection": connection}, run, device)
+    history, cached = _cached(kind, model, config, cache_key, extra, run, device)
     return model, history, cached
 
 
@@ -206,11 +219,9 @@ def _fit_job(job: tuple[str, MDNetConfig, str], train: Dataset, vocab: Vocabular
 def _job_checkpoint(job: tuple[str, MDNetConfig, str], vocab: Vocabulary, num_classes: int,
                     cache_key: dict[str, Any]) -> Path:
     variant, cfg, connection = job
-    if variant.startswith("MDNet"):
-        model = MDNet(len(vocab), num_classes, beta=cfg.beta, eta=cfg.eta, aas=cfg.aas)
-        return _checkpoint("mdnet", model, cfg, cache_key, {"vocab": vocab.itos})
-    return _checkpoint("mdnet-image", MDNetImage(num_classes, connection=connection), cfg, cache_key,
-                       {"connection": connection})
+    kind, model, extra = _mdnet_spec(vocab, num_classes, cfg) if variant.startswith("MDNet") else \
+        _image_spec(num_classes, connection)
+    return _checkpoint(kind, model, cfg, cache_key, extra)
 
 
 def _train_in_worker(job: tuple[str, MDNetConfig, str], train: Dataset, vocab: Vocabulary, num_classes: int,
