@@ -4,7 +4,7 @@ their descriptors."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -135,17 +135,24 @@ class BoxReading:
     image_index: np.ndarray   # (N,) which image the box belongs to
 
 
-def read_boxes(classifier: LesionTypeNet, images: torch.Tensor, banks: Sequence[DescriptorBank]) -> BoxReading:
-    """Crop ``images`` ``(B, 3, S, S)`` in [0, 1] at the centre of every box of ``banks[b]`` and classify."""
+def box_crops(images: torch.Tensor, banks: Sequence[DescriptorBank], size: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """``size x size`` crops of ``images`` ``(B, 3, S, S)`` centred on every box of ``banks[b]``:
+    ``(crops (N, 3, size, size), descriptor kinds (N,), image index (N,))``."""
     if len(banks) != len(images):
         raise ValueError(f"banks: expected one bank per image ({len(images)}), got {len(banks)}")
     index = [b for b, bank in enumerate(banks) for _ in bank]
-    centres = [((d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2) for bank in banks for d in bank]
     if not index:
-        raise ValueError("banks: every bank is empty; nothing to read")
-    probs = classify_crops(classifier, crops_at(images.cpu(), index, centres, classifier.crop)).numpy()
-    return BoxReading(1 - probs[:, 0], np.asarray(CROP_KINDS)[probs.argmax(1)],
-                      np.asarray([d.kind for bank in banks for d in bank]), np.asarray(index))
+        raise ValueError("banks: every bank is empty; nothing to crop")
+    centres = [((d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2) for bank in banks for d in bank]
+    return (crops_at(images.cpu(), index, centres, size), np.asarray([d.kind for bank in banks for d in bank]),
+            np.asarray(index))
+
+
+def read_boxes(classifier: LesionTypeNet, images: torch.Tensor, banks: Sequence[DescriptorBank]) -> BoxReading:
+    """Crop ``images`` ``(B, 3, S, S)`` in [0, 1] at the centre of every box of ``banks[b]`` and classify."""
+    crops, kinds, index = box_crops(images, banks, classifier.crop)
+    probs = classify_crops(classifier, crops).numpy()
+    return BoxReading(1 - probs[:, 0], np.asarray(CROP_KINDS)[probs.argmax(1)], kinds, index)
 
 
 def rule_grade_of(kinds: Sequence[str]) -> int:
@@ -199,25 +206,31 @@ def map_scores(maps: torch.Tensor, masks: torch.Tensor, fov: torch.Tensor, toler
 
 # --- severity against the grading rule ----------------------------------------------------------------------
 
-def severity_scores(generator: torch.nn.Module, detector: DRDetector, descriptor: Descriptor, vessels: torch.Tensor,
-                    fov: torch.Tensor, corners: Sequence[Sequence[tuple[int, int]]], counts: Sequence[int],
-                    classifier: LesionTypeNet | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def severity_scores(generator: torch.nn.Module, detectors: Mapping[str, torch.nn.Module], descriptor: Descriptor,
+                    vessels: torch.Tensor, fov: torch.Tensor, corners: Sequence[Sequence[tuple[int, int]]],
+                    counts: Sequence[int], classifier: LesionTypeNet | None = None
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Inoculate ``n`` copies of ``descriptor`` (at the first ``n`` of each image's ``corners``) on every
-    vessel map ``(B, 1, S, S)``, for each ``n`` in ``counts``. Returns the detector's grades
-    ``(len(counts), B)`` and, with a ``classifier``, the rule's grade of the kinds it reads at the boxes
-    (same shape; the independent reader's severity)."""
+    vessel map ``(B, 1, S, S)``, for each ``n`` in ``counts`` (one synthesis per ``n``, read by every
+    detector). Returns each named detector's grades ``(len(counts), B)`` and, with a ``classifier``, the
+    rule's grade of the kinds it reads at the boxes (same shape; the independent reader's severity)."""
     if len(corners) != len(vessels):
         raise ValueError(f"corners: expected one list of corners per vessel map ({len(vessels)}), got {len(corners)}")
-    grades, read = [], []
+    if not isinstance(detectors, Mapping) or not detectors:
+        raise ValueError(f"detectors: expected a non-empty mapping name -> grade regressor, got {type(detectors).__name__}")
+    grades: dict[str, list[np.ndarray]] = {name: [] for name in detectors}
+    read = []
     for n in counts:
         banks = [copies_at(descriptor, c[:n]) for c in corners]
         images = synthesize(generator, vessels, fov, banks)
-        grades.append(predicted_scores(detector, images))
+        for name, detector in detectors.items():
+            grades[name].append(predicted_scores(detector, images))
         if classifier is not None:
             reading = read_boxes(classifier, images, banks) if n > 0 else None
             read.append([rule_grade_of(reading.predicted[reading.image_index == b]) if reading is not None else 0
                          for b in range(len(vessels))])
-    return np.stack(grades), (np.asarray(read, dtype=float) if classifier is not None else None)
+    return ({name: np.stack(g) for name, g in grades.items()},
+            np.asarray(read, dtype=float) if classifier is not None else None)
 
 
 def per_image_spearman(counts: Sequence[int], scores: np.ndarray) -> np.ndarray:
@@ -291,3 +304,49 @@ def two_sample_auc(real: torch.Tensor, synthetic: torch.Tensor, size: int = 24, 
     splits = StratifiedKFold(folds, shuffle=True, random_state=seed)
     return float(cross_val_score(LogisticRegression(C=0.1, max_iter=2000), features, labels, cv=splits,
                                  scoring="roc_auc").mean())
+
+
+# --- where an independent grade regressor finds the inoculated evidence -------------------------------------
+
+def restore_boxes(images: torch.Tensor, clean: torch.Tensor, banks: Sequence[DescriptorBank], margin: int = 1) -> torch.Tensor:
+    """``images`` ``(B, 3, S, S)`` with the pixels inside every box of ``banks[b]`` (grown by ``margin``)
+    put back from ``clean`` (the same synthesis without descriptors): the lesions removed, everything
+    else kept. The grade drop this causes says how much of the grade the boxes carry."""
+    if images.shape != clean.shape or images.ndim != 4 or len(banks) != len(images):
+        raise ValueError(f"images, clean, banks: expected two (B, 3, S, S) batches and B banks, got "
+                         f"{tuple(images.shape)}, {tuple(clean.shape)}, {len(banks)}")
+    boxes = box_mask(banks, images.shape[-1], margin).to(images)
+    return images * (1 - boxes) + clean.to(images) * boxes
+
+
+# --- retinal detail at the optic disc ---------------------------------------------------------------------
+
+def disc_edge_ratio(images: torch.Tensor, reference: torch.Tensor, disc: torch.Tensor, width: int = 2) -> np.ndarray:
+    """Sharpness of the optic-disc boundary in ``images`` relative to ``reference`` (the real fundi of the
+    same vessel maps), ``(B,)``: the mean Sobel gradient magnitude of the grey image in a ring of ``width``
+    pixels on each side of the disc's edge (``disc`` ``(B, 1, S, S)``), divided by the reference's. 1 =
+    as sharp as the real disc, < 1 = blurred."""
+    if images.shape != reference.shape or images.ndim != 4 or disc.shape != (len(images), 1, *images.shape[-2:]):
+        raise ValueError(f"images, reference, disc: expected (B, 3, S, S) twice and (B, 1, S, S), got "
+                         f"{tuple(images.shape)}, {tuple(reference.shape)}, {tuple(disc.shape)}")
+    masks = disc[:, 0].cpu().numpy() > 0.5
+    if not masks.reshape(len(masks), -1).any(1).all():
+        raise ValueError("disc: an image has no optic disc pixel")
+    rings = np.stack([ndimage.binary_dilation(m, iterations=width) & ~ndimage.binary_erosion(m, iterations=width)
+                      for m in masks])
+
+    def edges(x: torch.Tensor) -> np.ndarray:
+        grey = x.detach().float().cpu().numpy().mean(1)
+        return np.hypot(ndimage.sobel(grey, axis=1), ndimage.sobel(grey, axis=2))
+
+    ours, theirs = edges(images), edges(reference)
+    return np.asarray([o[r].mean() / max(t[r].mean(), 1e-12) for o, t, r in zip(ours, theirs, rings)])
+
+
+def box_grade_drop(detector: torch.nn.Module, inoculated: torch.Tensor, clean: torch.Tensor,
+                   banks: Sequence[DescriptorBank], margin: int = 1) -> np.ndarray:
+    """Per image ``(B,)``: the detector's grade of ``inoculated`` ``(B, 3, S, S)`` minus its grade once the
+    boxes of ``banks`` are put back from ``clean`` (:func:`restore_boxes`). With the boxes where the lesions
+    were inoculated this is the grade the lesions carry; with other boxes it is the null."""
+    restored = restore_boxes(inoculated, clean, banks, margin)
+    return predicted_scores(detector, inoculated) - predicted_scores(detector, restored)

@@ -42,15 +42,17 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
     return (images[..., 1:, :] - images[..., :-1, :]).abs().mean() + (images[..., 1:] - images[..., :-1]).abs().mean()
 
 
-def detail_loss(feature_net: torch.nn.Module, synthetic: torch.Tensor, real: torch.Tensor,
+def detail_loss(feature_net: torch.nn.Module | None, synthetic: torch.Tensor, real: torch.Tensor,
                 keep: torch.Tensor | None = None) -> torch.Tensor:
     """Retinal detail: L1 between the pixels and the ``feature_net`` features of synthetic and real
     ``(B, 3, S, S)`` images, weighted by ``keep`` ``(B, 1, S, S)`` (1 where the healthy retina should be
-    reproduced). The pixel term makes a small CPU run converge; the features keep edges such as the disc's."""
+    reproduced). The pixel term makes a small CPU run converge; the features are the paper's argument for
+    sharp edges such as the disc's. ``feature_net=None``: pixels only (the ablation)."""
     if synthetic.shape != real.shape:
         raise ValueError(f"synthetic, real: shapes differ, {tuple(synthetic.shape)} vs {tuple(real.shape)}")
     total = synthetic.new_zeros(())
-    levels = zip([synthetic, *feature_net(synthetic)], [real, *feature_net(real)])
+    features = (lambda x: []) if feature_net is None else feature_net  # noqa: E731
+    levels = zip([synthetic, *features(synthetic)], [real, *features(real)])
     for fs, fr in levels:
         weight = 1.0 if keep is None else F.interpolate(keep, size=fs.shape[-2:], mode="area")
         total = total + ((fs - fr).abs() * weight).mean()
@@ -143,6 +145,7 @@ class PathoGANConfig:
     pathology: str = "local"          # "local" (Patho-GAN) or "global" (whole-image Gram, Tub-sGAN-like)
     max_lesions: int = 6
     loss_layers: tuple[str, ...] = ("conv1b",)   # conv2b sees beyond most lesion boxes at 96 px
+    detail_features: bool = True      # False: the detail loss compares pixels only (ablation of the feature term)
     width: int = 32
     z_dim: int = 32
     seed: int = 0
@@ -162,6 +165,7 @@ class PathoGANResult:
     history: list[dict[str, float]] = field(default_factory=list)
     from_cache: bool = False
     checkpoint: Path | None = None
+    discriminator: VesselDiscriminator | None = None
 
 
 def bank_digest(bank: DescriptorBank) -> str:
@@ -205,18 +209,25 @@ def fit_pathogan(detector: DRDetector, healthy: Dataset, bank: DescriptorBank, c
         buffer.copy_(torch.from_numpy(1.0 / feature_scale(bank, name)))
     path = None
     if data_key is not None:
-        key = {"config": asdict(config), "version": LOSS_VERSION, "detector": weights_digest(detector), "bank": bank_digest(bank),
+        settings = asdict(config)
+        if settings["detail_features"]:          # the default leaves the keys of earlier generators unchanged
+            del settings["detail_features"]
+        key = {"config": settings, "version": LOSS_VERSION, "detector": weights_digest(detector), "bank": bank_digest(bank),
                "data": data_key, "init": weights_digest(generator)}
         path = cache_dir() / "checkpoints" / f"pathogan-{config_hash(key)}.pt"
-        if path.exists():
-            saved = torch.load(path, map_location=device, weights_only=True)
+        saved = torch.load(path, map_location=device, weights_only=True) if path.exists() else {}
+        if "discriminator" in saved:            # checkpoints without it (older ones) are trained again
             generator.load_state_dict(saved["state_dict"])
-            return PathoGANResult(generator.eval(), json.loads(saved["history"]), True, path)
-    history = _train(generator, detector, healthy, bank, config, device, show_progress)
+            discriminator = VesselDiscriminator(config.width).to(device)
+            discriminator.load_state_dict(saved["discriminator"])
+            return PathoGANResult(generator.eval(), json.loads(saved["history"]), True, path, discriminator.eval())
+    discriminator = VesselDiscriminator(config.width).to(device)
+    history = _train(generator, discriminator, detector, healthy, bank, config, device, show_progress)
     if path is not None:
-        state = {k: v.detach().cpu() for k, v in generator.state_dict().items()}
-        atomic_write(path, lambda tmp: torch.save({"state_dict": state, "history": json.dumps(history)}, tmp))
-    return PathoGANResult(generator.eval(), history, False, path)
+        cpu = lambda m: {k: v.detach().cpu() for k, v in m.state_dict().items()}  # noqa: E731
+        atomic_write(path, lambda tmp: torch.save({"state_dict": cpu(generator), "discriminator": cpu(discriminator),
+                                                   "history": json.dumps(history)}, tmp))
+    return PathoGANResult(generator.eval(), history, False, path, discriminator.eval())
 
 
 def _batch(healthy: Dataset, bank: DescriptorBank, config: PathoGANConfig, rng: np.random.Generator,
@@ -238,10 +249,10 @@ def detail_keep_mask(banks: Sequence[DescriptorBank], fov: torch.Tensor) -> torc
     return (1 - box_mask(banks, fov.shape[-1])).to(fov) * fov
 
 
-def _train(generator: UNetGenerator, detector: DRDetector, healthy: Dataset, bank: DescriptorBank,
-           config: PathoGANConfig, device: torch.device, show_progress: bool | None) -> list[dict[str, float]]:
-    discriminator = VesselDiscriminator(config.width).to(device)
-    features = RandomFeatureNet(config.seed).to(device)
+def _train(generator: UNetGenerator, discriminator: VesselDiscriminator, detector: DRDetector, healthy: Dataset,
+           bank: DescriptorBank, config: PathoGANConfig, device: torch.device,
+           show_progress: bool | None) -> list[dict[str, float]]:
+    features = RandomFeatureNet(config.seed).to(device) if config.detail_features else None
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=config.betas)
     rng = np.random.default_rng(config.seed)
@@ -272,3 +283,45 @@ def _train(generator: UNetGenerator, detector: DRDetector, healthy: Dataset, ban
         opt_g.step()
         history.append({"step": step + 1, **{k: float(v.detach()) for k, v in parts.items()}})
     return history
+
+
+def loss_gradient_shares(result: PathoGANResult, detector: DRDetector, healthy: Dataset, bank: DescriptorBank,
+                         config: PathoGANConfig, batches: int = 4, device: str | torch.device = "auto") -> dict[str, float]:
+    """How hard each weighted term of the generator's loss pushes the trained generator of ``result`` (made
+    by :func:`fit_pathogan` with ``config``): the norm of the gradient of ``weight x term`` with respect to
+    the generator's parameters, averaged over ``batches`` fresh training-like batches and divided by the
+    sum over terms (shares sum to 1). A term whose share is near 0 barely moves the next update: a
+    gradient-level ablation that costs one backward pass per term and batch. The adversarial term is
+    judged by the discriminator saved at the end of training."""
+    if not isinstance(batches, int) or batches < 1:
+        raise ValueError(f"batches: expected a positive int, got {batches!r}")
+    if result.discriminator is None:
+        raise ValueError("result: has no discriminator (a generator trained before it was saved); retrain it")
+    device = resolve_device(device)
+    generator, detector = result.generator.to(device), detector.to(device).eval()
+    detector.requires_grad_(False)
+    discriminator = result.discriminator.to(device).eval()
+    features = RandomFeatureNet(config.seed).to(device) if config.detail_features else None
+    scales = {name: feature_scale(bank, name) for name in config.loss_layers}
+    weights = {"adversarial": config.adversarial_weight, "detail": config.detail_weight,
+               "pathological": config.pathological_weight, "tv": config.tv_weight}
+    rng = np.random.default_rng(config.seed + 1)
+    params = [p for p in generator.parameters() if p.requires_grad]
+    norms: dict[str, list[float]] = {k: [] for k in weights}
+    for _ in range(batches):
+        batch, banks, keep = _batch(healthy, bank, config, rng, device)
+        z = torch.from_numpy(rng.standard_normal((config.batch_size, config.z_dim)).astype(np.float32)).to(device)
+        fake = generator(batch["vessels"], batch["fov"], z,
+                         descriptor_maps(banks, bank.image_size, generator.descriptor_channels, device=device))
+        terms = {"adversarial": adversarial_loss(discriminator(fake, batch["vessels"]), True),
+                 "detail": detail_loss(features, fake, batch["image"], keep),
+                 "pathological": pathological_loss(detector, fake, banks, config.pathology, config.loss_layers, scales),
+                 "tv": total_variation(fake)}
+        for name, term in terms.items():
+            grads = torch.autograd.grad(weights[name] * term, params, retain_graph=True, allow_unused=True)
+            norms[name].append(float(torch.sqrt(sum((g.pow(2).sum() for g in grads if g is not None),
+                                                    torch.zeros((), device=device)))))
+    means = {k: float(np.mean(v)) for k, v in norms.items()}
+    total = sum(means.values()) or 1.0
+    return {k: v / total for k, v in means.items()}
+

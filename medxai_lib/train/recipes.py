@@ -136,29 +136,48 @@ class TrainedDetector:
     restarts: int = 0       # how many times a collapsed run was retrained from new initial weights
 
 
+DETECTOR_ARCHS = ("o_O", "bn_cnn")
+
+
 def dr_detector(seed: int = 0, image_size: int = 96, n_train: int = 900, n_val: int = 240, width: int = 16,
                 epochs: int = 15, lr: float = 1e-3, batch_size: int = 32, device: str = "auto",
-                restarts: int = 0) -> TrainedDetector:
+                restarts: int = 0, arch: str = "o_O", data: TrainedDetector | None = None) -> TrainedDetector:
     """The o_O-style DR grade regressor (:class:`~medxai_lib.models.detector.DRDetector`) on the fundus
     phantom (MSE on the grade, quadratic kappa on a held-out split; disjoint seeds). Cached.
 
     ``restarts``: a grade regressor can collapse to a constant (every eye scored near the mean grade).
     When the spread of its held-out scores is under a quarter of the grades' spread, it is retrained
     from new initial weights (``seed + 1000 * attempt``) up to ``restarts`` times; the data stay the same.
-    ``restarts=0`` is the original recipe (same model, same cache key)."""
+    ``restarts=0`` is the original recipe (same model, same cache key).
+
+    ``arch="bn_cnn"``: an *independent* grade regressor for re-detection — 3x3 convs with batch norm and
+    ReLU, max-pools, global average pooling and a linear head (:class:`~medxai_lib.models.cnn.SkinCNN` with
+    one output), with its own initial weights and batch order (``seed + 7``), on the same phantom data.
+    ``data``: a detector trained by this recipe with the same ``seed``, ``image_size``, ``n_train`` and
+    ``n_val``, whose (already rendered) phantoms are reused."""
     from medxai_lib.data import FundusPhantom
     from medxai_lib.models.detector import DRDetector
     from medxai_lib.models.inference import predict_logits
+    from medxai_lib.models.cnn import SkinCNN
     if not isinstance(restarts, int) or restarts < 0:
         raise ValueError(f"restarts: expected an int >= 0, got {restarts!r}")
+    if arch not in DETECTOR_ARCHS:
+        raise ValueError(f"arch: expected one of {DETECTOR_ARCHS}, got {arch!r}")
     train = FundusPhantom(n_train, size=image_size, seed=seed)
     val = FundusPhantom(n_val, size=image_size, seed=seed + 1000)
-    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, objective="regression")
+    if data is not None:
+        if getattr(data.train, "specs", None) != train.specs or getattr(data.val, "specs", None) != val.specs \
+                or data.train.size != image_size:
+            raise ValueError("data: its phantoms differ from this call's (seed, image_size, n_train, n_val); "
+                             "pass a detector trained with the same ones, or None")
+        train, val = data.train, data.val
+    own = seed if arch == "o_O" else seed + 7
+    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=own, objective="regression")
     key = {"data": "fundus-phantom", "size": image_size, "train": n_train, "seed": seed,
-           "renderer": FUNDUS_RENDERER_VERSION}
+           "renderer": FUNDUS_RENDERER_VERSION, **({"arch": arch} if arch != "o_O" else {})}
     for attempt in range(restarts + 1):
-        seed_everything(seed + 1000 * attempt)
-        net = DRDetector(width=width)
+        seed_everything(own + 1000 * attempt)
+        net = DRDetector(width=width) if arch == "o_O" else SkinCNN(1, 3, width)
         result = fit(net, train, val, config, device=resolve_device(device), cache_key=key)
         spread = float(predict_logits(result.model, val, device=resolve_device(device)).std()) if restarts else 1.0
         if spread >= 0.25 * float(val.labels.std()):

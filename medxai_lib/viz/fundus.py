@@ -101,11 +101,15 @@ GRADE_NAMES = ("0 no DR", "1 mild", "2 moderate", "3 severe", "4 proliferative")
 
 
 def plot_severity_by_kind(counts: Sequence[int], detector: dict[str, np.ndarray], rule: dict[str, np.ndarray],
-                          reader: dict[str, np.ndarray] | None = None) -> plt.Figure:
+                          reader: dict[str, np.ndarray] | None = None,
+                          second: dict[str, np.ndarray] | None = None,
+                          second_label: str = "independent grade regressor (mean)") -> plt.Figure:
     """One panel per lesion kind: the detector's grade (mean and 95% band over images of ``(K, N)`` scores),
-    the grading rule's grade for the inoculated eye ``(K,)`` and, optionally, the rule applied to what the
-    independent classifier reads at the boxes ``(K, N)``. Y-axis in grade units 0-4."""
+    the grading rule's grade for the inoculated eye ``(K,)``, optionally the rule applied to what the
+    independent classifier reads at the boxes ``(K, N)`` and a second detector's mean grade ``(K, N)``.
+    Y-axis in grade units 0-4 (extended below 0 when a regressor scores there)."""
     kinds = list(detector)
+    lowest = min([-0.3] + [float(np.asarray(v).mean(1).min()) - 0.2 for v in (second or {}).values()])
     fig, axes = plt.subplots(1, len(kinds), figsize=(2.7 * len(kinds) + 0.4, 3.0), sharey=True, squeeze=False)
     x = np.asarray(counts)
     for ax, kind in zip(axes[0], kinds):
@@ -117,16 +121,47 @@ def plot_severity_by_kind(counts: Sequence[int], detector: dict[str, np.ndarray]
         if reader is not None and kind in reader:
             ax.plot(x, np.asarray(reader[kind]).mean(1), "s-", color="C0", lw=1, ms=3,
                     label="rule on the independent reader's kinds")
+        if second is not None and kind in second:
+            ax.plot(x, np.asarray(second[kind]).mean(1), "^-", color="C2", lw=1.5, ms=3, label=second_label)
         for t, threshold in enumerate((0.5, 1.5, 2.5, 3.5)):
             ax.axhline(threshold, color="0.7", ls=":", lw=0.8)
         ax.set_title(kind.replace("_", " "), fontsize=9)
         ax.set_xlabel("inoculated copies")
     axes[0, 0].set_yticks(range(5), GRADE_NAMES, fontsize=7)
-    axes[0, 0].set_ylim(-0.3, 4.8)
+    axes[0, 0].set_ylim(lowest, 4.8)
     axes[0, 0].set_ylabel("DR grade (dotted: o_O thresholds)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=2 if second is not None else 3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.14 if second is not None else 0.08, 1, 1))
+    return fig
+
+
+def plot_crop_pairs(real: dict[str, torch.Tensor], synthetic: dict[str, torch.Tensor], per_side: int = 4,
+                    cell_inches: float = 1.0, title: str = "") -> plt.Figure:
+    """Lesions side by side, one row per kind: ``per_side`` crops of real phantom lesions ``(N, 3, c, c)``
+    in [0, 1] on the left and as many crops of synthesised ones at their target boxes on the right (a
+    dashed line between). Kinds missing from either dict are skipped."""
+    kinds = [k for k in real if k in synthetic and len(real[k]) and len(synthetic[k])]
+    if not kinds:
+        raise ValueError("real, synthetic: no lesion kind has crops in both")
+    fig, axes = plt.subplots(len(kinds), 2 * per_side, figsize=(2 * per_side * cell_inches, len(kinds) * cell_inches + 0.6),
+                             squeeze=False)
+    for row, kind in zip(axes, kinds):
+        for j, ax in enumerate(row):
+            crops = real[kind] if j < per_side else synthetic[kind]
+            k = j % per_side
+            if k < len(crops):
+                ax.imshow(crops[k].permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if j == per_side:
+                for side in ("left",):
+                    ax.spines[side].set_linestyle("--"), ax.spines[side].set_linewidth(2)
+        row[0].set_ylabel(kind.replace("_", " "), fontsize=8)
+    axes[0, 0].set_title("real phantom lesions", loc="left", fontsize=9)
+    axes[0, per_side].set_title("synthesised at the target box", loc="left", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight() if title else 1))
     return fig
 
 

@@ -118,7 +118,7 @@ def _blob(x: np.ndarray, y: np.ndarray, cx: float, cy: float, rx: float, ry: flo
 
 def render_fundus(spec: FundusSpec, size: int = 128) -> dict[str, Any]:
     """Render one fundus. Returns ``image`` (3, S, S) float32, ``vessels`` / ``fov`` (S, S) bool,
-    ``lesions`` (len(LESION_TYPES), S, S) bool and ``boxes`` [(type, x0, y0, x1, y1) in pixels]."""
+    ``lesions`` (len(LESION_TYPES), S, S) bool, ``disc`` (S, S) bool (the optic disc) and ``boxes`` [(type, x0, y0, x1, y1) in pixels]."""
     rng = np.random.default_rng(spec.render_seed)
     x, y = unit_grid(size)
     px = 1.0 / size
@@ -190,7 +190,7 @@ def render_fundus(spec: FundusSpec, size: int = 128) -> dict[str, Any]:
     image = image + rng.normal(0, 0.01, image.shape).astype(np.float32)
     image = np.where(fov[None], np.clip(image, 0, 1), 0.0).astype(np.float32)
     return {"image": image, "vessels": (canvas.vessel > 0.5) & fov, "fov": fov, "lesions": lesions & fov[None],
-            "boxes": boxes}
+            "disc": (d_disc < disc_r) & fov, "boxes": boxes}
 
 
 class FundusPhantom(PhantomDataset, Dataset):
@@ -200,7 +200,7 @@ class FundusPhantom(PhantomDataset, Dataset):
         n_images: number of images (two eyes per patient); size; seed.
         healthy: only grade 0; grade_probs: probabilities of grades 0..4 otherwise.
     Items: ``image`` (3, S, S), ``label`` () DR grade, ``mask`` (1, S, S) union of lesions,
-    ``lesions`` (5, S, S), ``vessels`` (1, S, S), ``fov`` (1, S, S), ``meta`` (patient, eye, grade, counts, boxes).
+    ``lesions`` (5, S, S), ``vessels`` (1, S, S), ``fov`` (1, S, S), ``disc`` (1, S, S), ``meta`` (patient, eye, grade, counts, boxes).
     """
 
     def __init__(self, n_images: int = 100, size: int = 128, seed: int = 0, healthy: bool = False,
@@ -238,6 +238,7 @@ class FundusPhantom(PhantomDataset, Dataset):
                 "label": torch.tensor(spec.grade, dtype=torch.long),
                 "mask": as_float(out["lesions"].any(0))[None], "lesions": as_float(out["lesions"]),
                 "vessels": as_float(out["vessels"])[None], "fov": as_float(out["fov"])[None],
+                "disc": as_float(out["disc"])[None],
                 "meta": {"patient": spec.patient, "eye": spec.eye, "grade": spec.grade,
                          "counts": dict(spec.counts), "boxes": out["boxes"]}}
         return item
