@@ -148,3 +148,22 @@ def test_crop_pairs_and_severity_figure_with_a_second_detector():
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert any("independent" in label for label in labels) and fig.axes[0].get_ylim()[0] <= -0.8
     plt.close("all")
+
+
+def test_brightness_and_yellowness_maps_skip_the_excluded_disc():
+    from medxai_lib.evaluate.inoculation import brightness_map
+    images = torch.zeros(1, 3, 16, 16)
+    images[0, :, 2, 2] = 1.0                              # a white "disc" pixel
+    images[0, :, 10, 10] = torch.tensor([1.0, 0.9, 0.2])  # a yellow "exudate"
+    fov, disc = torch.ones(1, 1, 16, 16), torch.zeros(1, 1, 16, 16)
+    disc[0, 0, 2, 2] = 1
+    peak = lambda m: divmod(int(m.flatten().argmax()), 16)  # noqa: E731
+    assert peak(brightness_map(images, fov)[0]) == (2, 2)
+    masked = brightness_map(images, fov, disc, margin=1)
+    assert peak(masked[0]) == (10, 10) and masked[0, 1:4, 1:4].abs().sum() == 0 and masked[0, 4, 4] == 0
+    yellow = brightness_map(images, fov, colour="yellowness")
+    assert yellow[0, 10, 10] == pytest.approx(0.75) and yellow[0, 2, 2] == 0
+    with pytest.raises(ValueError, match="colour"):
+        brightness_map(images, fov, colour="redness")
+    with pytest.raises(ValueError, match="exclude"):
+        brightness_map(images, fov, disc[:, :, :8])

@@ -119,3 +119,12 @@ def test_inoculation_step_draws_one_eye_with_its_mask_and_inoculation():
                                 healthy["vessels"][None], healthy["fov"][None], 0.5, source="image 0")
     assert len([ax for ax in fig.axes if ax.images]) == 4
     assert fig._suptitle.get_text().startswith("threshold 0.5: ") and "inoculated grade" in fig._suptitle.get_text()
+
+
+def test_notebook_style_follows_the_style_guide_and_names_bad_arguments():
+    import matplotlib
+    notebook_style()
+    assert matplotlib.rcParams["figure.dpi"] == 100
+    for bad in ({"dpi": 72}, {"image_format": "gif"}, {"jpeg_quality": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            notebook_style(**bad)

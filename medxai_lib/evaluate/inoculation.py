@@ -95,9 +95,9 @@ def severity_curve(scores_by_count: np.ndarray) -> tuple[np.ndarray, float]:
     return means, float(spearmanr(np.arange(len(means)), means)[0])
 
 
-def anatomy_distance(images: torch.Tensor, reference: torch.Tensor, region: torch.Tensor) -> dict[str, float]:
-    """Mean L1 and SSIM between ``images`` and ``reference`` ``(B, 3, S, S)`` inside ``region`` ``(B, 1, S, S)``
-    (e.g. the field of view outside the lesion boxes)."""
+def anatomy_scores(images: torch.Tensor, reference: torch.Tensor, region: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per image ``(B,)``: mean L1 and SSIM between ``images`` and ``reference`` ``(B, 3, S, S)`` inside
+    ``region`` ``(B, 1, S, S)`` (e.g. the field of view outside the lesion boxes)."""
     if images.shape != reference.shape or region.shape != (len(images), 1, *images.shape[-2:]):
         raise ValueError(f"images, reference, region: expected (B, 3, S, S) twice and (B, 1, S, S), got "
                          f"{tuple(images.shape)}, {tuple(reference.shape)}, {tuple(region.shape)}")
@@ -106,7 +106,12 @@ def anatomy_distance(images: torch.Tensor, reference: torch.Tensor, region: torc
         l1.append(np.abs(a - b).mean(0)[r].mean())
         _, ssim_map = structural_similarity(a, b, channel_axis=0, data_range=1.0, full=True, win_size=7)
         ssim.append(ssim_map.mean(0)[r].mean())
-    return {"l1": float(np.mean(l1)), "ssim": float(np.mean(ssim))}
+    return {"l1": np.asarray(l1, dtype=float), "ssim": np.asarray(ssim, dtype=float)}
+
+
+def anatomy_distance(images: torch.Tensor, reference: torch.Tensor, region: torch.Tensor) -> dict[str, float]:
+    """Mean over images of :func:`anatomy_scores` (L1 and SSIM inside ``region``)."""
+    return {k: float(v.mean()) for k, v in anatomy_scores(images, reference, region).items()}
 
 
 def most_potent(generator: torch.nn.Module, detector: DRDetector, bank: DescriptorBank, vessels: torch.Tensor,
@@ -176,13 +181,27 @@ def randomised_detector(detector: DRDetector, seed: int = 0) -> DRDetector:
     return clone.eval()
 
 
-def brightness_map(images: torch.Tensor, fov: torch.Tensor) -> torch.Tensor:
-    """A trivial "lesion" map: the mean of R, G, B of ``(B, 3, S, S)`` images in [0, 1] inside ``fov``
-    ``(B, 1, S, S)``, ``(B, S, S)``. Bright lesions (exudates, cotton-wool spots) light it up, and so does
-    the optic disc."""
+def brightness_map(images: torch.Tensor, fov: torch.Tensor, exclude: torch.Tensor | None = None,
+                   colour: str = "brightness", margin: int = 2) -> torch.Tensor:
+    """A trivial "lesion" map of ``(B, 3, S, S)`` images in [0, 1] inside ``fov`` ``(B, 1, S, S)``, ``(B, S, S)``:
+    ``colour="brightness"`` is the mean of R, G, B (exudates and cotton-wool spots light it up, and so does the
+    optic disc); ``"yellowness"`` is ``(R + G) / 2 - B`` clipped at 0 (hard exudates are yellow). Pixels where
+    ``exclude`` ``(B, 1, S, S)`` is set (e.g. the optic disc), grown by ``margin`` pixels, are zeroed, so the
+    map cannot peak there."""
     if images.ndim != 4 or fov.shape != (len(images), 1, *images.shape[-2:]):
         raise ValueError(f"images, fov: expected (B, 3, S, S) and (B, 1, S, S), got {tuple(images.shape)}, {tuple(fov.shape)}")
-    return images.mean(1) * fov[:, 0]
+    if exclude is not None and exclude.shape != fov.shape:
+        raise ValueError(f"exclude: expected {tuple(fov.shape)} like fov, got {tuple(exclude.shape)}")
+    if colour == "brightness":
+        values = images.mean(1)
+    elif colour == "yellowness":
+        values = ((images[:, 0] + images[:, 1]) / 2 - images[:, 2]).clamp(min=0)
+    else:
+        raise ValueError(f"colour: expected 'brightness' or 'yellowness', got {colour!r}")
+    if exclude is not None and margin > 0:
+        exclude = F.max_pool2d(exclude.float(), 2 * margin + 1, stride=1, padding=margin)
+    keep = fov[:, 0] if exclude is None else fov[:, 0] * (1 - exclude[:, 0].float())
+    return values * keep
 
 
 def map_scores(maps: torch.Tensor, masks: torch.Tensor, fov: torch.Tensor, tolerance: int = 1) -> dict[str, np.ndarray]:

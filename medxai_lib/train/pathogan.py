@@ -138,7 +138,7 @@ class PathoGANConfig:
     lr: float = 1e-3
     betas: tuple[float, float] = (0.5, 0.999)
     generator_steps_per_discriminator_step: int = 2
-    adversarial_weight: float = 0.005   # the paper uses 1; at this scale more keeps the generator from converging
+    adversarial_weight: float = 0.005   # the paper uses 1; at 250 steps 0..1 change the output less than a new seed (docs/pathogan_ablations.md)
     detail_weight: float = 3.0
     pathological_weight: float = 1.0
     tv_weight: float = 0.01

@@ -25,14 +25,14 @@ def draw_boxes(ax: plt.Axes, bank: DescriptorBank, colour: str | None = None, ma
 
 def plot_fundus_rows(rows: dict[str, torch.Tensor], banks: dict[str, Sequence[DescriptorBank]] | None = None,
                      normalized: bool = False, cell_inches: float = 1.9, cmap: str = "magma",
-                     map_label: str = "map / its maximum") -> plt.Figure:
+                     map_label: str = "map / its maximum", titles: Sequence[str] | None = None) -> plt.Figure:
     """One row per entry: ``(B, 3, S, S)`` images (or ``(B, S, S)`` maps in [0, 1], drawn with ``cmap`` on a
     shared 0-1 scale with a colour bar), with the boxes of ``banks[row][i]`` outlined in their kind's colour
-    (a legend names the colours)."""
+    (a legend names the colours). ``titles``: one title per column, over the first row."""
     names = list(rows)
     ncols = max(len(v) for v in rows.values())
     fig, axes = plt.subplots(len(names), ncols, figsize=(cell_inches * ncols + 0.8, cell_inches * len(names) + 0.5),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     kinds_drawn: set[str] = set()
     for r, name in enumerate(names):
         image = None
@@ -50,12 +50,20 @@ def plot_fundus_rows(rows: dict[str, torch.Tensor], banks: dict[str, Sequence[De
                 draw_boxes(ax, banks[name][i])
                 kinds_drawn |= {d.kind for d in banks[name][i]}
         axes[r, 0].set_ylabel(name, fontsize=8)
+        if r == 0 and titles is not None:
+            if len(titles) != ncols:
+                raise ValueError(f"titles: expected {ncols} column titles, got {len(titles)}")
+            for ax, title in zip(axes[0], titles):
+                ax.set_title(title, fontsize=8)
         if image is not None:
             fig.colorbar(image, ax=list(axes[r]), fraction=0.02, pad=0.01).set_label(map_label, fontsize=7)
     if kinds_drawn:
-        handles = [Rectangle((0, 0), 1, 1, fill=False, ec=KIND_COLOURS.get(k, "cyan"), label=f"box: {k}")
+        handles = [Rectangle((0, 0), 1, 1, fill=False, ec=KIND_COLOURS.get(k, "cyan"), lw=2, label=f"box: {k}")
                    for k in sorted(kinds_drawn)]
-        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+        legend = fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=7, frameon=True)
+        legend.get_frame().set_facecolor("0.35")         # a grey ground, so that white and yellow boxes show
+        for text in legend.get_texts():
+            text.set_color("white")
     return fig
 
 
@@ -127,11 +135,11 @@ def plot_severity_by_kind(counts: Sequence[int], detector: dict[str, np.ndarray]
             ax.axhline(threshold, color="0.7", ls=":", lw=0.8)
         ax.set_title(kind.replace("_", " "), fontsize=9)
         ax.set_xlabel("inoculated copies")
-    axes[0, 0].set_yticks(range(5), GRADE_NAMES, fontsize=7)
+    axes[0, 0].set_yticks(range(5), GRADE_NAMES, fontsize=8)
     axes[0, 0].set_ylim(lowest, 4.8)
     axes[0, 0].set_ylabel("DR grade (dotted: o_O thresholds)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2 if second is not None else 3, fontsize=7, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=2 if second is not None else 3, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.14 if second is not None else 0.08, 1, 1))
     return fig
 
@@ -183,9 +191,12 @@ def plot_inoculation_step(detector: torch.nn.Module, item: dict, generator: torc
     activation = ActivationNetwork(detector).lesion_map(image).cpu() * item["fov"]
     binary = torch.from_numpy(threshold_map(activation[0].numpy(), threshold, dilate=1))[None].float()
     inoculated = synthesize(generator, vessels, fov, found).cpu()
-    row = "source eye | activation | mask | inoculated"
+    row = source or "source eye"
+    titles = ["source eye, descriptor boxes", "grade-weighted deconvnet (conv4b)", f"mask at threshold {threshold}",
+              "healthy vessel map, inoculated"]
     fig = plot_fundus_rows({row: [item["image"], activation[0], binary[0], inoculated[0]]},
-                           banks={row: [found, DescriptorBank(), DescriptorBank(), found]}, cell_inches=2.2)
+                           banks={row: [found, DescriptorBank(), DescriptorBank(), found]}, cell_inches=2.2,
+                           map_label="deconvnet / max (mask 0/1)", titles=titles)
     grade = predicted_scores(detector, inoculated.to(next(detector.parameters()).device))[0]
     fig.suptitle(f"threshold {threshold}: {len(found)} descriptors | inoculated grade {grade:.2f}", fontsize=9)
     return fig
