@@ -167,3 +167,18 @@ def test_brightness_and_yellowness_maps_skip_the_excluded_disc():
         brightness_map(images, fov, colour="redness")
     with pytest.raises(ValueError, match="exclude"):
         brightness_map(images, fov, disc[:, :, :8])
+
+
+def test_spearman_ci_matches_scipy_and_brackets_it():
+    from scipy.stats import spearmanr
+    from medxai_lib.evaluate.inoculation import spearman_ci
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 6, 60).astype(float)
+    y = x + rng.normal(0, 2, 60)
+    rho, lo, hi = spearman_ci(x, y, seed=1)
+    assert rho == pytest.approx(spearmanr(x, y)[0]) and lo < rho < hi and lo > 0
+    rho0, lo0, hi0 = spearman_ci(x, rng.permutation(y), seed=1)
+    assert lo0 < 0.3 and hi0 > -0.3 and hi0 - lo0 > 0.2
+    assert spearman_ci(np.ones(10), y[:10])[0] == 0.0
+    with pytest.raises(ValueError, match="x, y"):
+        spearman_ci(x, y[:5])

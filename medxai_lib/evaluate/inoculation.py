@@ -369,3 +369,21 @@ def box_grade_drop(detector: torch.nn.Module, inoculated: torch.Tensor, clean: t
     were inoculated this is the grade the lesions carry; with other boxes it is the null."""
     restored = restore_boxes(inoculated, clean, banks, margin)
     return predicted_scores(detector, inoculated) - predicted_scores(detector, restored)
+
+
+def spearman_ci(x: np.ndarray, y: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Spearman's rho between ``x`` and ``y`` ``(N,)`` with a percentile bootstrap 95% CI over the N units
+    (resampled in one batched draw): ``(rho, lo, hi)``. Resamples where either variable is constant count as 0."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 3:
+        raise ValueError(f"x, y: expected two (N >= 3,) arrays, got {x.shape} and {y.shape}")
+    from scipy.stats import rankdata
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(len(x), size=(n_boot, len(x)))
+    rx, ry = rankdata(x[draws], axis=1), rankdata(y[draws], axis=1)
+    rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
+    denominator = np.sqrt((rx ** 2).sum(1) * (ry ** 2).sum(1))
+    boot = np.where(denominator > 0, (rx * ry).sum(1) / np.where(denominator > 0, denominator, 1), 0.0)
+    rho = 0.0 if np.ptp(x) == 0 or np.ptp(y) == 0 else float(spearmanr(x, y)[0])
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    return rho, float(lo), float(hi)
