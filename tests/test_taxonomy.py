@@ -328,3 +328,21 @@ def test_signed_maps_are_centred_on_zero_with_a_shared_or_own_scale():
         plt.close(fig)
     with pytest.raises(ValueError, match="columns"):
         plot_signed_maps(images, {"bad": torch.randn(3, 1, 8, 8)})
+
+
+def test_permuted_label_null_averages_refits_and_shrinks_towards_zero():
+    from sklearn.base import clone
+    from sklearn.linear_model import LogisticRegression
+    from medxai_lib.evaluate.global_explanations import permuted_label_null
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    y = (X[:, 0] > 0).astype(int)
+    model = LogisticRegression()
+    one = permuted_label_null(model, X[:120], y[:120], X[120:], y[120:], n_refits=1, n_repeats=3, seed=5)
+    single = clone(model).fit(X[:120], np.random.default_rng(5).permutation(y[:120]))
+    assert np.allclose(one, permutation_importance_per_unit(single.predict_proba, X[120:], y[120:], 3, seed=5))
+    many = permuted_label_null(model, X[:120], y[:120], X[120:], y[120:], n_refits=20, n_repeats=3, seed=5)
+    real = permutation_importance_per_unit(clone(model).fit(X[:120], y[:120]).predict_proba, X[120:], y[120:], 3, seed=5)
+    assert many.shape == (80, 4) and np.abs(many.mean(0)).max() < real.mean(0)[0] / 5
+    with pytest.raises(ValueError, match="n_refits"):
+        permuted_label_null(model, X, y, X, y, n_refits=0)

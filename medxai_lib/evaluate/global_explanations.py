@@ -121,6 +121,28 @@ def permutation_importance_per_unit(predict_proba: Callable[[np.ndarray], np.nda
     return out
 
 
+def permuted_label_null(model: "sklearn.base.ClassifierMixin", X_train: np.ndarray, y_train: np.ndarray,
+                        X_test: np.ndarray, y_test: np.ndarray, n_refits: int = 20, n_repeats: int = 10,
+                        seed: int = 0) -> np.ndarray:
+    """The permuted-label control for :func:`permutation_importance_per_unit`, as a distribution rather than
+    one draw: ``n_refits`` clones of ``model`` (an unfitted or fitted sklearn classifier) are each fitted on
+    a different permutation of ``y_train``, their per-row importances on ``(X_test, y_test)`` are computed,
+    and the mean over refits is returned, ``(N_test, F)``. One refit is a single draw from the null, whose
+    importances can be large by chance for any feature; the mean estimates what a model that learned
+    nothing real gets, feature by feature."""
+    from sklearn.base import clone
+    if not isinstance(n_refits, int) or n_refits < 1:
+        raise ValueError(f"n_refits: expected a positive int, got {n_refits!r}")
+    y_train = np.asarray(y_train)
+    rng = np.random.default_rng(seed)
+    total = None
+    for k in range(n_refits):
+        null_model = clone(model).fit(X_train, rng.permutation(y_train))
+        values = permutation_importance_per_unit(null_model.predict_proba, X_test, y_test, n_repeats, seed=seed + k)
+        total = values if total is None else total + values
+    return total / n_refits
+
+
 def importance_summary(values: np.ndarray, null: np.ndarray, names: Sequence[str], n_boot: int = 2000,
                        seed: int = 0) -> "pandas.DataFrame":
     """Mean importance per feature with a bootstrap 95% CI over units, beside a control (``null``: the same
