@@ -80,6 +80,19 @@ def test_kind_is_the_majority_overlap_when_lesions_overlap():
     assert _majority_kind(region, (2, 2, 12, 12), None) == "unknown"
 
 
+def test_kind_counts_the_lesion_painted_on_top():
+    masks = np.zeros((5, 20, 20), bool)
+    masks[1, 2:12, 2:12] = True          # a haemorrhage under the whole region (100 px)
+    masks[2, 2:12, 2:8] = True           # an exudate painted over 60 of them
+    region = np.ones((10, 10), bool)
+    assert _majority_kind(region, (2, 2, 12, 12), masks) == "hard_exudate"     # raw overlap would say haemorrhage
+    masks[2] = False
+    masks[3, 2:12, 2:6] = True           # a cotton-wool spot over 40 pixels: the haemorrhage stays the majority
+    assert _majority_kind(region, (2, 2, 12, 12), masks) == "haemorrhage"
+    masks[4, 2:12, 2:12] = True          # new vessels are painted first, under everything
+    assert _majority_kind(region, (2, 2, 12, 12), masks) == "haemorrhage"
+
+
 def test_fair_baseline_detail_mask_excludes_the_boxes_for_both_modes():
     fov = torch.ones(2, 1, 32, 32)
     keep = detail_keep_mask([DescriptorBank([_descriptor((4, 4, 8, 8), size=32)]), DescriptorBank()], fov)

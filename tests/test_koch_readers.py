@@ -182,3 +182,18 @@ def test_spearman_ci_matches_scipy_and_brackets_it():
     assert spearman_ci(np.ones(10), y[:10])[0] == 0.0
     with pytest.raises(ValueError, match="x, y"):
         spearman_ci(x, y[:5])
+
+
+def test_descriptor_gallery_outlines_the_box_and_shares_one_scale_per_row():
+    import matplotlib.pyplot as plt
+    from medxai_lib.viz.fundus import plot_descriptor_gallery
+    a, b = _descriptor((8, 8, 12, 12)), _descriptor((16, 4, 20, 8), kind="cotton_wool")
+    b.grams["conv1b"] = 3 * b.grams["conv1b"]
+    fig = plot_descriptor_gallery(DescriptorBank([a, b]), [torch.rand(3, 32, 32)], [0, 0])
+    image_axes = [ax for ax in fig.axes if ax.images]
+    assert len(image_axes) == 6 and all(ax.patches for ax in image_axes[:2])
+    gram_limits = {ax.images[0].get_clim() for ax in image_axes[4:6]}
+    assert gram_limits == {(0.0, 3.0)}
+    with pytest.raises(ValueError, match="source_index"):
+        plot_descriptor_gallery(DescriptorBank([a, b]), [torch.rand(3, 32, 32)], [0])
+    plt.close("all")

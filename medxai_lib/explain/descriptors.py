@@ -18,6 +18,7 @@ from skimage.measure import label
 
 from medxai_lib.data.lesions import (LESION_KINDS, STYLE_LAYERS, Box, Descriptor, DescriptorBank, gram, layer_box,
                                      resize_patch)
+from medxai_lib.data.phantoms.fundus import DRAW_ORDER
 from medxai_lib.explain.activation_network import ActivationNetwork, as_lesion_map
 from medxai_lib.models.detector import DRDetector, detector_input
 
@@ -68,11 +69,17 @@ def lesion_boxes(binary: np.ndarray, min_area: int = 1) -> list[tuple[Box, np.nd
 
 
 def _majority_kind(region: np.ndarray, box: Box, lesion_masks: np.ndarray | None) -> str:
+    """The lesion kind *visible* on most pixels of ``region`` (inside ``box``): where lesions overlap, a pixel
+    belongs to the one the phantom painted last (``DRAW_ORDER``), e.g. an exudate on top of a haemorrhage.
+    ``"none"`` if no lesion is under the region, ``"unknown"`` without masks."""
     if lesion_masks is None:
         return "unknown"
     x0, y0, x1, y1 = box
-    overlap = (lesion_masks[:, y0:y1, x0:x1] & region[None]).reshape(len(lesion_masks), -1).sum(1)
-    return LESION_KINDS[int(overlap.argmax())] if overlap.max() > 0 else "none"
+    top = np.full(region.shape, -1)
+    for t in DRAW_ORDER:
+        top[lesion_masks[t, y0:y1, x0:x1]] = t
+    visible = top[region & (top >= 0)]
+    return LESION_KINDS[int(np.bincount(visible, minlength=len(lesion_masks)).argmax())] if visible.size else "none"
 
 
 def extract_descriptors(detector: DRDetector, image: torch.Tensor, threshold: float | str = 0.33, sigma: float = 0.0,

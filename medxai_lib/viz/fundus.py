@@ -69,25 +69,37 @@ def plot_fundus_rows(rows: dict[str, torch.Tensor], banks: dict[str, Sequence[De
 
 def plot_descriptor_gallery(bank: DescriptorBank, images: Sequence[torch.Tensor], source_index: Sequence[int],
                             layer: str = "conv1b", n: int = 8, pad: int = 4) -> plt.Figure:
-    """For ``n`` descriptors: the lesion crop (``images[source_index[k]]``, ``(3, S, S)`` in [0, 1]), its
-    activation patch and the Gram matrix at ``layer``."""
+    """For ``n`` descriptors: the lesion crop (``images[source_index[k]]``, ``(3, S, S)`` in [0, 1]) with the
+    descriptor's box outlined in its kind's colour, its activation patch and its Gram matrix at ``layer``;
+    activations and Gram matrices each on one shared scale per row, with a colour bar."""
     n = min(n, len(bank))
-    fig, axes = plt.subplots(3, n, figsize=(1.5 * n, 4.6), squeeze=False)
-    for k in range(n):
-        d = bank[k]
+    if n == 0:
+        raise ValueError("bank: empty; nothing to show")
+    if len(source_index) < n:
+        raise ValueError(f"source_index: expected one image index per descriptor ({n}), got {len(source_index)}")
+    fig, axes = plt.subplots(3, n, figsize=(1.9 * n + 1.0, 6.2), squeeze=False, layout="constrained")
+    shown = [bank[k] for k in range(n)]
+    act_max = max(float((d.activation * d.mask).max()) for d in shown) or 1.0
+    grams = [d.grams[layer] for d in shown]
+    g_lo, g_hi = min(float(g.min()) for g in grams), max(float(g.max()) for g in grams)
+    for k, d in enumerate(shown):
         x0, y0, x1, y1 = d.box
         image = to_display(images[source_index[k]], normalized=False)
         size = image.shape[0]
-        crop = image[max(0, y0 - pad):min(size, y1 + pad), max(0, x0 - pad):min(size, x1 + pad)]
-        axes[0, k].imshow(crop)
-        axes[0, k].set_title(f"{d.kind}\n{d.area} px", fontsize=7)
-        axes[1, k].imshow(d.activation * d.mask, cmap="magma")
-        axes[2, k].imshow(d.grams[layer], cmap="viridis")
+        left, top = max(0, x0 - pad), max(0, y0 - pad)
+        axes[0, k].imshow(image[top:min(size, y1 + pad), left:min(size, x1 + pad)])
+        axes[0, k].add_patch(Rectangle((x0 - left - 0.5, y0 - top - 0.5), x1 - x0, y1 - y0, fill=False, lw=1.5,
+                                       ec=KIND_COLOURS.get(d.kind, "cyan")))
+        axes[0, k].set_title(f"{d.kind.replace('_', ' ')}\n{d.area} px", fontsize=8)
+        activation = axes[1, k].imshow(d.activation * d.mask, cmap="magma", vmin=0, vmax=act_max)
+        gram_image = axes[2, k].imshow(d.grams[layer], cmap="viridis", vmin=g_lo, vmax=g_hi)
         for ax in axes[:, k]:
             ax.set_xticks([]), ax.set_yticks([])
-    for r, label in enumerate(("lesion", "activation", f"Gram {layer}")):
+    fig.colorbar(activation, ax=list(axes[1]), fraction=0.03, pad=0.01).set_label("activation x mask\n(shared scale)", fontsize=7)
+    fig.colorbar(gram_image, ax=list(axes[2]), fraction=0.03, pad=0.01).set_label(f"Gram entry, {layer}\n(shared scale)", fontsize=7)
+    for r, label in enumerate(("source crop, box", "activation patch", f"Gram matrix {layer}")):
         axes[r, 0].set_ylabel(label, fontsize=8)
-    fig.tight_layout()
+    fig.suptitle("descriptors: the kind is the lesion type visible on most of the region (box outlined)", fontsize=9)
     return fig
 
 

@@ -19,6 +19,9 @@ from medxai_lib.data.phantoms.common import PhantomDataset, check_count, check_s
 from medxai_lib.data.transforms import normalize_image
 
 LESION_TYPES = ("microaneurysm", "haemorrhage", "hard_exudate", "cotton_wool", "neovascularisation")
+# the order in which the renderer paints the lesion types (indices into LESION_TYPES), bottom to top: new vessels
+# are part of the vessel tree, then microaneurysms, haemorrhages, exudates and cotton-wool spots over them
+DRAW_ORDER = (4, 0, 1, 2, 3)
 DR_GRADES = ("no DR", "mild NPDR", "moderate NPDR", "severe NPDR", "proliferative DR")
 
 
