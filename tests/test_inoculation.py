@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from medxai_lib.evaluate.inoculation import (anatomy_distance, copies_at, redetection, severity_curve,
+from medxai_lib.evaluate.inoculation import (anatomy_scores, copies_at, redetection, severity_curve,
                                              spread_positions)
 from medxai_lib.explain.descriptors import Descriptor, DescriptorBank
 from medxai_lib.models.detector import DRDetector
@@ -39,18 +39,18 @@ def test_severity_curve_spearman_and_errors():
         severity_curve(np.zeros((2, 3)))
 
 
-def test_anatomy_distance_counts_only_the_region():
+def test_anatomy_scores_count_only_the_region():
     a = torch.rand(2, 3, 32, 32)
     region = torch.ones(2, 1, 32, 32)
-    same = anatomy_distance(a, a, region)
-    assert same["l1"] == 0 and same["ssim"] == pytest.approx(1.0)
+    same = anatomy_scores(a, a, region)
+    assert (same["l1"] == 0).all() and same["ssim"] == pytest.approx(np.ones(2))
     b = a.clone()
     b[:, :, :16] = 0
     region[:, :, :16] = 0                       # the change lies outside the region: it is not counted
-    assert anatomy_distance(b, a, region)["l1"] == 0
-    assert anatomy_distance(b, a, torch.ones(2, 1, 32, 32))["l1"] > 0
+    assert (anatomy_scores(b, a, region)["l1"] == 0).all()
+    assert (anatomy_scores(b, a, torch.ones(2, 1, 32, 32))["l1"] > 0).all()
     with pytest.raises(ValueError, match="region"):
-        anatomy_distance(a, a, region[:, :, :8])
+        anatomy_scores(a, a, region[:, :, :8])
 
 
 def test_redetection_scores_a_map_peak_inside_the_boxes():

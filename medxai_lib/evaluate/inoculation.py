@@ -109,11 +109,6 @@ def anatomy_scores(images: torch.Tensor, reference: torch.Tensor, region: torch.
     return {"l1": np.asarray(l1, dtype=float), "ssim": np.asarray(ssim, dtype=float)}
 
 
-def anatomy_distance(images: torch.Tensor, reference: torch.Tensor, region: torch.Tensor) -> dict[str, float]:
-    """Mean over images of :func:`anatomy_scores` (L1 and SSIM inside ``region``)."""
-    return {k: float(v.mean()) for k, v in anatomy_scores(images, reference, region).items()}
-
-
 def most_potent(generator: torch.nn.Module, detector: DRDetector, bank: DescriptorBank, vessels: torch.Tensor,
                 fov: torch.Tensor, corner: tuple[int, int], seed: int = 0) -> tuple[int, np.ndarray]:
     """Inoculate each descriptor of ``bank`` alone at ``corner`` on every vessel map ``(B, 1, S, S)`` and

@@ -249,6 +249,22 @@ def detail_keep_mask(banks: Sequence[DescriptorBank], fov: torch.Tensor) -> torc
     return (1 - box_mask(banks, fov.shape[-1])).to(fov) * fov
 
 
+def loss_weights(config: PathoGANConfig) -> dict[str, float]:
+    """The weight of each term of the generator's loss, by the term's name."""
+    return {"adversarial": config.adversarial_weight, "detail": config.detail_weight,
+            "pathological": config.pathological_weight, "tv": config.tv_weight}
+
+
+def _generator_terms(fake: torch.Tensor, batch: dict[str, torch.Tensor], banks: Sequence[DescriptorBank],
+                     keep: torch.Tensor, discriminator: VesselDiscriminator, features: torch.nn.Module | None,
+                     detector: DRDetector, config: PathoGANConfig, scales: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """The unweighted terms of the generator's loss for a synthesised batch ``fake`` ``(B, 3, S, S)``."""
+    return {"adversarial": adversarial_loss(discriminator(fake, batch["vessels"]), True),
+            "detail": detail_loss(features, fake, batch["image"], keep),
+            "pathological": pathological_loss(detector, fake, banks, config.pathology, config.loss_layers, scales),
+            "tv": total_variation(fake)}
+
+
 def _train(generator: UNetGenerator, discriminator: VesselDiscriminator, detector: DRDetector, healthy: Dataset,
            bank: DescriptorBank, config: PathoGANConfig, device: torch.device,
            show_progress: bool | None) -> list[dict[str, float]]:
@@ -271,12 +287,8 @@ def _train(generator: UNetGenerator, discriminator: VesselDiscriminator, detecto
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
-        parts = {"adversarial": adversarial_loss(discriminator(fake, batch["vessels"]), True),
-                 "detail": detail_loss(features, fake, batch["image"], keep),
-                 "pathological": pathological_loss(detector, fake, banks, config.pathology, config.loss_layers, scales),
-                 "tv": total_variation(fake)}
-        weights = {"adversarial": config.adversarial_weight, "detail": config.detail_weight,
-                   "pathological": config.pathological_weight, "tv": config.tv_weight}
+        parts = _generator_terms(fake, batch, banks, keep, discriminator, features, detector, config, scales)
+        weights = loss_weights(config)
         loss_g = sum(weights[k] * v for k, v in parts.items())
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -303,8 +315,7 @@ def loss_gradient_shares(result: PathoGANResult, detector: DRDetector, healthy: 
     discriminator = result.discriminator.to(device).eval()
     features = RandomFeatureNet(config.seed).to(device) if config.detail_features else None
     scales = {name: feature_scale(bank, name) for name in config.loss_layers}
-    weights = {"adversarial": config.adversarial_weight, "detail": config.detail_weight,
-               "pathological": config.pathological_weight, "tv": config.tv_weight}
+    weights = loss_weights(config)
     rng = np.random.default_rng(config.seed + 1)
     params = [p for p in generator.parameters() if p.requires_grad]
     norms: dict[str, list[float]] = {k: [] for k in weights}
@@ -313,10 +324,7 @@ def loss_gradient_shares(result: PathoGANResult, detector: DRDetector, healthy: 
         z = torch.from_numpy(rng.standard_normal((config.batch_size, config.z_dim)).astype(np.float32)).to(device)
         fake = generator(batch["vessels"], batch["fov"], z,
                          descriptor_maps(banks, bank.image_size, generator.descriptor_channels, device=device))
-        terms = {"adversarial": adversarial_loss(discriminator(fake, batch["vessels"]), True),
-                 "detail": detail_loss(features, fake, batch["image"], keep),
-                 "pathological": pathological_loss(detector, fake, banks, config.pathology, config.loss_layers, scales),
-                 "tv": total_variation(fake)}
+        terms = _generator_terms(fake, batch, banks, keep, discriminator, features, detector, config, scales)
         for name, term in terms.items():
             grads = torch.autograd.grad(weights[name] * term, params, retain_graph=True, allow_unused=True)
             norms[name].append(float(torch.sqrt(sum((g.pow(2).sum() for g in grads if g is not None),

@@ -173,9 +173,8 @@ def plot_crop_pairs(real: dict[str, torch.Tensor], synthetic: dict[str, torch.Te
             if k < len(crops):
                 ax.imshow(crops[k].permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
-            if j == per_side:
-                for side in ("left",):
-                    ax.spines[side].set_linestyle("--"), ax.spines[side].set_linewidth(2)
+            if j == per_side:                     # a dashed line between the real and the synthesised crops
+                ax.spines["left"].set_linestyle("--"), ax.spines["left"].set_linewidth(2)
         row[0].set_ylabel(kind.replace("_", " "), fontsize=8)
     axes[0, 0].set_title("real phantom lesions", loc="left", fontsize=9)
     axes[0, per_side].set_title("synthesised at the target box", loc="left", fontsize=9)
