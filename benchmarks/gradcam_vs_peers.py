@@ -3,7 +3,8 @@
 Job: batch 8, 224x224, 7 classes, random init, Grad-CAM of all 7 classes on the 4 block outputs.
 * medxai: one `grad_cam` call (one forward, one activation-only backward per class).
 * pytorch-grad-cam: one `GradCAM` call per class with the 4 target layers (its API: one target per image).
-* limit: a bare forward with hooks + one `torch.autograd.grad` per class w.r.t. the 4 activations.
+* limit: a bare forward with hooks + one `torch.autograd.grad` per class w.r.t. the 4 activations,
+  the parameters frozen (no weight-gradient graph; the input requires grad so the activations do).
 Prints the medians of `--repeats` runs (interleaved) and the ratios. Targets: <=0.35x peer, <=1.15x limit.
 """
 from __future__ import annotations
@@ -22,9 +23,16 @@ def limit(model, x, layers, n_classes):
     store = []
     handles = [dict(model.named_modules())[name].register_forward_hook(lambda m, i, o: store.append(o))
                for name in layers]
-    logits = model(x)
-    for h in handles:
-        h.remove()
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        logits = model(x.detach().requires_grad_(True))
+    finally:
+        for h in handles:
+            h.remove()
+        for p, flag in flags:
+            p.requires_grad_(flag)
     for c in range(n_classes):
         torch.autograd.grad(logits[:, c].sum(), store, retain_graph=c < n_classes - 1)
 

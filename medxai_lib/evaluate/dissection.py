@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medxai_lib.explain.capture import check_images, eval_mode, forward_with_capture, resolve_layer
+from medxai_lib.explain.capture import check_images, explaining, forward_with_capture, resolve_layer
 
 _MAX_QUANTILE_VALUES = 16_000_000
 
@@ -33,7 +33,7 @@ def layer_activations(model: nn.Module, images: torch.Tensor, layer: str, batch_
     check_images(model, images)
     named = [resolve_layer(model, layer)]
     outs = []
-    with eval_mode(model), torch.no_grad():
+    with explaining(model), torch.no_grad():
         for part in images.split(batch_size):
             _, acts = forward_with_capture(model, part, named)
             outs.append(acts[named[0][0]].detach())

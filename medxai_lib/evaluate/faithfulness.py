@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from medxai_lib.explain.capture import check_images, check_scores, eval_mode
+from medxai_lib.explain.capture import check_images, check_scores, explaining
 
 
 def _probabilities(scores: torch.Tensor) -> torch.Tensor:
@@ -68,7 +68,7 @@ def deletion_insertion(model: nn.Module | Callable, images: torch.Tensor, maps: 
     counts = torch.round(torch.linspace(0, n_pixels, n_steps + 1)).long()
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(n_pixels, device=order.device).expand_as(order))
     curves = []
-    with eval_mode(model), torch.no_grad():
+    with explaining(model), torch.no_grad():
         for b in range(images.shape[0]):
             chosen = (rank[b][None] < counts[:, None].to(rank.device)).view(-1, 1, *images.shape[-2:]).float()
             start, end = (images[b], other[b]) if mode == "deletion" else (other[b], images[b])
@@ -154,7 +154,7 @@ def deletion_insertion_many(model: nn.Module | Callable, images: torch.Tensor, m
             probs.append(_probabilities(scores).cpu())
             pending.clear()
 
-    with eval_mode(model), torch.no_grad():
+    with explaining(model), torch.no_grad():
         n_pending = 0
         for b, rank in jobs:
             if rank is None:

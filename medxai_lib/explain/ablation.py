@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medxai_lib.explain.capture import LayerSpec, check_images, eval_mode, resolve_layer
+from medxai_lib.explain.capture import LayerSpec, check_images, explaining, resolve_layer
 
 
 @contextmanager
@@ -47,7 +47,7 @@ def ablation_effect(model: nn.Module, images: torch.Tensor, layer: LayerSpec, un
     """Change of the ``target`` class probability per image when ``units`` are ablated, ``(N,)``
     (negative = the units supported the class)."""
     check_images(model, images)
-    with eval_mode(model), torch.no_grad():
+    with explaining(model), torch.no_grad():
         before = torch.cat([_probabilities(model(p))[:, target] for p in images.split(batch_size)])
         with ablate_units(model, layer, units):
             after = torch.cat([_probabilities(model(p))[:, target] for p in images.split(batch_size)])
@@ -70,7 +70,7 @@ def ablation_effects(model: nn.Module, images: torch.Tensor, layer: LayerSpec, g
     check_images(model, images)
     if len(groups) == 0:
         raise ValueError("groups: expected at least one group of units")
-    with eval_mode(model), torch.no_grad():
+    with explaining(model), torch.no_grad():
         before = torch.cat([_probabilities(model(p))[:, target] for p in images.split(batch_size)])
         rows = []
         for units in groups:

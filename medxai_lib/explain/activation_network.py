@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from medxai_lib.explain.capture import explaining
 from medxai_lib.models.detector import DetectorTrace, DRDetector, SameConv4
 
 SIGNALS = ("activation", "grade")
@@ -60,9 +61,7 @@ class ActivationNetwork:
             raise ValueError(f"layer: expected one of {names}, got {layer!r}")
         if signal not in SIGNALS:
             raise ValueError(f"signal: expected one of {SIGNALS}, got {signal!r}")
-        was_training = self.detector.training
-        self.detector.eval()
-        try:
+        with explaining(self.detector):
             with torch.enable_grad():
                 score, trace = self.detector.trace(images.detach().requires_grad_(True))
                 start = trace.activations[layer]
@@ -70,8 +69,6 @@ class ActivationNetwork:
                     (grad,) = torch.autograd.grad(score.sum(), start)
                     start = start * grad.mean((2, 3), keepdim=True).clamp(min=0)
             return self._backward(start.detach().clamp(min=0), layer, trace, images.shape), trace
-        finally:
-            self.detector.train(was_training)
 
     def _backward(self, signal: torch.Tensor, layer: str, trace: DetectorTrace, image_shape: torch.Size) -> torch.Tensor:
         names = self.detector.layer_names

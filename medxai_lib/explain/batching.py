@@ -6,7 +6,7 @@ import os
 import torch
 from torch import nn
 
-from medxai_lib.explain.capture import eval_mode
+from medxai_lib.explain.capture import explaining
 
 
 def _available_bytes(device: torch.device) -> int:
@@ -29,7 +29,7 @@ def activation_bytes_per_image(model: nn.Module, images: torch.Tensor) -> int:
 
     handle = nn.modules.module.register_module_forward_hook(hook)
     try:
-        with torch.no_grad(), eval_mode(model):
+        with torch.no_grad(), explaining(model):
             model(images[:1])
     finally:
         handle.remove()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medxai_lib.explain.capture import (ClassSpec, LayerSpec, check_images, eval_mode, forward_with_capture,
+from medxai_lib.explain.capture import (ClassSpec, LayerSpec, check_images, explaining, forward_with_capture,
                                         gradients_on, resolve_classes, resolve_layer, resolve_layers)
 
 
@@ -37,13 +37,13 @@ def cam(model: nn.Module, images: torch.Tensor, classes: ClassSpec = None,
     if not isinstance(linear, nn.Linear):
         raise ValueError(f"classifier: CAM needs a GAP + nn.Linear head; {classifier!r} is a "
                          f"{type(linear).__name__}. Use grad_cam for other models.")
-    with eval_mode(model), torch.no_grad():
+    with explaining(model), torch.no_grad():
         logits, acts = forward_with_capture(model, images, [feat_layer])
     activation = acts[feat_layer[0]].detach()
     if activation.shape[1] != linear.in_features:
         raise ValueError(f"model: {feat_layer[0]!r} has {activation.shape[1]} channels but the classifier "
                          f"expects {linear.in_features}; CAM needs logits = classifier(avgpool(features(x)))")
-    with torch.no_grad():
+    with explaining(model), torch.no_grad():
         rebuilt = linear(activation.mean((2, 3)))
     if not torch.allclose(rebuilt, logits.detach(), rtol=1e-4, atol=1e-4 * (1 + logits.abs().max().item())):
         raise ValueError("model: its logits are not classifier(avgpool(features(x))) (max difference "
@@ -70,7 +70,7 @@ def gradient_maps(model: nn.Module, images: torch.Tensor, layer: LayerSpec | Seq
     """
     check_images(model, images)
     layers, single = resolve_layers(model, layer)
-    with eval_mode(model), gradients_on(images) as images:
+    with explaining(model), gradients_on(images) as images:
         logits, acts = forward_with_capture(model, images, layers)
         idx = resolve_classes(classes, logits)
         scores = logits if score_fn is None else score_fn(logits)

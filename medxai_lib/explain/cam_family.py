@@ -14,7 +14,7 @@ from torch import nn
 
 from medxai_lib.explain.batching import check_chunk_size, chunk_size_for
 from medxai_lib.explain.cam import gradient_maps
-from medxai_lib.explain.capture import (ClassSpec, LayerSpec, check_images, eval_mode, forward_with_capture,
+from medxai_lib.explain.capture import (ClassSpec, LayerSpec, check_images, explaining, forward_with_capture,
                                         resolve_classes, resolve_layer)
 
 # ---- gradient-weighted -------------------------------------------------------------------------
@@ -78,7 +78,7 @@ def _capture_once(model: nn.Module, images: torch.Tensor, layer: LayerSpec, clas
     Returns ``(name, module, logits (B, K), targets (B, T), activation (B, C, h, w))``."""
     check_images(model, images)
     name, module = resolve_layer(model, layer)
-    with eval_mode(model), torch.no_grad():
+    with explaining(model), torch.no_grad():
         logits, acts = forward_with_capture(model, images, [(name, module)])
     return name, module, logits, resolve_classes(classes, logits), acts[name].detach()
 
@@ -98,7 +98,7 @@ def score_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec, classes:
     """
     check_chunk_size(chunk_size)
     _, _, logits, idx, activation = _capture_once(model, images, layer, classes)
-    with eval_mode(model), torch.no_grad():
+    with explaining(model), torch.no_grad():
         batch, channels = activation.shape[:2]
         masks = F.interpolate(activation, size=images.shape[-2:], mode="bilinear", align_corners=align_corners)
         low = masks.flatten(2).min(-1).values[..., None, None]
@@ -133,7 +133,7 @@ def ablation_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec, class
     """
     check_chunk_size(chunk_size)
     name, module, logits, idx, activation = _capture_once(model, images, layer, classes)
-    with eval_mode(model), torch.no_grad():
+    with explaining(model), torch.no_grad():
         batch, channels = activation.shape[:2]
         size = chunk_size_for(model, images, channels, chunk_size)
         ablated_scores = torch.empty(batch, channels, logits.shape[1], device=images.device)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medxai_lib.explain.cam import grad_cam
-from medxai_lib.explain.capture import (ClassSpec, LayerSpec, check_images, check_scores, eval_mode, gradients_on,
+from medxai_lib.explain.capture import (ClassSpec, LayerSpec, check_images, check_scores, explaining, gradients_on,
                                         resolve_classes)
 
 
@@ -23,7 +23,7 @@ def input_gradients(model: nn.Module, images: torch.Tensor, classes: ClassSpec =
     """d(score_c)/d(input) for every target class from ONE forward pass.
     Returns ``(grads (B, T, C, H, W), targets (B, T))``."""
     check_images(model, images)
-    with eval_mode(model), gradients_on(images) as images:
+    with explaining(model), gradients_on(images) as images:
         x = images.detach().requires_grad_(True)
         logits = check_scores(model(x), len(images))
         idx = resolve_classes(classes, logits)
@@ -52,7 +52,7 @@ def smooth_grad(model: nn.Module, images: torch.Tensor, classes: ClassSpec = Non
     check_images(model, images)
     if not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples: expected a positive int, got {n_samples!r}")
-    with torch.no_grad(), eval_mode(model):
+    with torch.no_grad(), explaining(model):
         idx = resolve_classes(classes, check_scores(model(images), len(images)))  # "pred" is decided on the clean images
     span = (images.flatten(1).amax(1) - images.flatten(1).amin(1)).view(-1, 1, 1, 1)
     generator = torch.Generator(device=images.device).manual_seed(seed)
@@ -131,7 +131,7 @@ def guided_grad_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec, cl
 def _captum_per_class(method: Callable, model: nn.Module, images: torch.Tensor, classes: ClassSpec,
                       **kwargs) -> torch.Tensor:
     check_images(model, images)
-    with eval_mode(model), gradients_on(images) as images:
+    with explaining(model), gradients_on(images) as images:
         with torch.no_grad():
             idx = resolve_classes(classes, check_scores(model(images), len(images)))
         explainer = method(model)

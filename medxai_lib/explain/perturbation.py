@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medxai_lib.explain.batching import chunk_size_for
-from medxai_lib.explain.capture import ClassSpec, check_images, check_scores, eval_mode, resolve_classes
+from medxai_lib.explain.capture import ClassSpec, check_images, check_scores, explaining, resolve_classes
 
 Model = nn.Module | Callable[[torch.Tensor], torch.Tensor]
 
@@ -59,7 +59,7 @@ def occlusion(model: Model, images: torch.Tensor, classes: ClassSpec = None, win
               baseline: float = 0.0, chunk_size: int | str = "auto") -> torch.Tensor:
     """Occlusion sensitivity, ``(B, T, 1, H, W)``: mean over covering windows of ``score(x) - score(x occluded)``
     (raw model outputs, like captum). Pixels no window covers get 0."""
-    with eval_mode(model), torch.no_grad():
+    with explaining(model), torch.no_grad():
         scores = _checked_scores(model, images)
         idx = resolve_classes(classes, scores)
         masks = window_masks(images.shape[-2], images.shape[-1], window, stride, images.device)
@@ -102,7 +102,7 @@ def rise_scores(model: Model, images: torch.Tensor, masks: torch.Tensor, classes
     sigmoid for one output). RISE maps are weighted sums of the masks with these scores."""
     if masks.ndim != 4 or masks.shape[1] != 1 or masks.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"masks: expected (N, 1, H, W) with (H, W) = {tuple(images.shape[-2:])}, got {tuple(masks.shape)}")
-    with eval_mode(model), torch.no_grad():
+    with explaining(model), torch.no_grad():
         scores = _checked_scores(model, images)
         idx = resolve_classes(classes, scores)
         masks = masks.to(images.device)
@@ -153,7 +153,7 @@ def lime(model: Model, images: torch.Tensor, classes: ClassSpec = None, n_sample
     n_samples = _as_int(n_samples)
     if type(n_samples) is not int or n_samples < 2:
         raise ValueError(f"n_samples: expected an int >= 2, got {n_samples!r}")
-    with eval_mode(model), torch.no_grad():
+    with explaining(model), torch.no_grad():
         scores = _checked_scores(model, images)
         idx = resolve_classes(classes, scores)
         rng = np.random.default_rng(seed)

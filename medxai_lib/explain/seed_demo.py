@@ -18,15 +18,13 @@ from the layer's output when later code writes into it (torchvision's ResNets: `
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medxai_lib.explain.capture import check_images, eval_mode, resolve_layer
+from medxai_lib.explain.capture import check_images, explaining, resolve_layer
 
 RELU_MODES = ("inplace", "out_of_place")
 HOOK_TIMES = ("after_forward", "at_store")
@@ -62,19 +60,6 @@ def _check_demo_model(model: nn.Module) -> list[tuple[str, nn.Module]]:
     if missing:
         raise ValueError(f"model: not a 4-block DenseNet, `features` lacks {missing}")
     return [(name, module) for name, module in children if name != "relu5"]
-
-
-@contextmanager
-def _frozen(model: nn.Module) -> Iterator[None]:
-    """The demo calls ``y.backward()``, which would also fill the parameters' ``.grad``; freeze them."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def _forward(model: nn.Module, images: torch.Tensor, relu: str, hook_time: str, save: list
@@ -117,7 +102,7 @@ def demo_maps(model: nn.Module, images: torch.Tensor, relu: str = "inplace", hoo
         raise ValueError(f"model: demo_maps reproduces the demo for one output (MURA); this model has "
                          f"{model.classifier.out_features}. Use trace_multiclass to see what the demo does then.")
     alpha: list[torch.Tensor] = []
-    with eval_mode(model), _frozen(model), torch.enable_grad():
+    with explaining(model), torch.enable_grad():
         scores, logits, stored = _forward(model, images, relu, hook_time, alpha)
         features = F.relu(stored[-1].detach())                           # the demo's get_cam
         cam = torch.einsum("k,bkhw->bhw", model.classifier.weight[0], features)[:, None]
@@ -179,7 +164,7 @@ def trace_multiclass(model: nn.Module, images: torch.Tensor) -> list[ClassTrace]
         return lambda g: alpha.append((name, g.mean((-2, -1))))
 
     traces = []
-    with eval_mode(model), _frozen(model), torch.enable_grad():
+    with explaining(model), torch.enable_grad():
         scores, _, stored = _forward(model, images, "inplace", "after_forward", [])
         for target, y in enumerate(scores.sum(0)):
             alpha.clear()                                                # clear_gradient()
@@ -212,7 +197,7 @@ def stored_vs_snapshot(model: nn.Module, layer: str | nn.Module, images: torch.T
 
     handle = module.register_forward_hook(hook)
     try:
-        with eval_mode(model), torch.no_grad():
+        with explaining(model), torch.no_grad():
             model(images)
     finally:
         handle.remove()
