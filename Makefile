@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.medxai-installed
 PARAMS ?=
-SEEDS ?= 0 1 2
+SEEDS ?= 0 1 2 3 4
 NOTEBOOKS ?=
 export MEDXAI_PROGRESS ?= 0
 
@@ -15,7 +15,7 @@ help:
 	@echo "make run       execute every notebook with papermill into runs/latest/ (PARAMS=file.yaml to override)"
 	@echo "make lab       JupyterLab on notebooks/"
 	@echo "make benchmark print the benchmark ratios"
-	@echo "make claims    re-run every notebook for SEEDS (default 0 1 2; NOTEBOOKS=stems to narrow), write runs/claims/claims.md, fail naming each failing claim"
+	@echo "make claims    re-run every notebook for SEEDS (default 0 1 2 3 4; NOTEBOOKS=stems to narrow), write docs/claims.md, fail naming each inconclusive or flipping claim; WRITE_BACK=1 re-executes the committed notebooks for seed 0"
 	@echo "make test-browser  JupyterLab in headless Chromium: notebook 03's explorer reacts to a slider"
 	@echo "make student   student copies in notebooks-student/ (solution cells emptied, outputs cleared)"
 	@echo "make clean     remove runs/, caches and the virtual environment"
@@ -55,7 +55,7 @@ benchmark: install
 	$(PY) benchmarks/agreement.py
 
 claims: install
-	MEDXAI_STATIC_WIDGETS=1 $(PY) scripts/claims_across_seeds.py $(NOTEBOOKS) --seeds $(SEEDS)
+	MEDXAI_STATIC_WIDGETS=1 $(PY) scripts/claims_across_seeds.py $(NOTEBOOKS) --seeds $(SEEDS) $(if $(WRITE_BACK),--write-back)
 
 student: install
 	$(PY) -m medxai_lib.student --src notebooks --out notebooks-student

@@ -60,7 +60,7 @@ def test_ci_table_and_best_of_sentence():
     good = {"pointing": (rng.random(200) < 0.9).astype(float), "energy": rng.random(200)}
     bad = {"pointing": (rng.random(200) < 0.3).astype(float), "energy": rng.random(200) * 0.5}
     table = ci_table({"good": good, "bad": bad})
-    assert list(table.index) == ["good", "bad"] and table.loc["good", "pointing"] == f"{good['pointing'].mean():.2f} [0.80, 0.90]"
+    assert list(table.index) == ["good", "bad"] and table.loc["good", "pointing"] == f"{good['pointing'].mean():.3f} [0.800, 0.895]"
     sentence = best_of({"good": good, "bad": bad}, ["bad", "good"])
     assert sentence.startswith("By pointing, good localises best") and "outside the 95% CI" in sentence
     tie = best_of({"a": good, "b": dict(good)}, ["a", "b"])
@@ -135,6 +135,6 @@ def test_paired_differences_say_when_the_ci_excludes_zero():
              "down": {"pointing": base - 0.3}, "ctrl": {"pointing": base}}
     table = paired_differences(units, ["up", "same", "down"], "ctrl")
     assert table["CI excludes 0"].tolist() == ["yes, above", "no", "yes, below"]
-    assert table.loc["up", "pointing minus ctrl"].startswith("+0.30 [+0.30")
+    assert table.loc["up", "pointing minus ctrl"].startswith("0.300 [0.300")
     with pytest.raises(ValueError, match="control"):
         paired_differences(units, ["up"], "nope")

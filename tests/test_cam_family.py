@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from medxai_lib.explain import (ablation_cam, eigen_cam, grad_cam, grad_cam_pp, hires_cam, layer_cam, normalize,
                                 score_cam, upsample, xgrad_cam)
@@ -116,21 +117,106 @@ def test_agreement_harness_every_peer_case(model, images):
     assert bad.empty, bad.to_string()
 
 
-def test_score_cam_documented_difference_from_pytorch_grad_cam(model, images):
-    """pytorch-grad-cam softmaxes Score-CAM's scores over channels; the paper uses raw class scores.
-    With channel_softmax=False the maps differ exactly by that weighting."""
-    x = images[:2]
-    raw = score_cam(model, x, "features", 1)
-    soft = score_cam(model, x, "features", 1, channel_softmax=True)
-    assert not torch.allclose(normalize(raw), normalize(soft), atol=1e-3)
+class _GapNet(nn.Module):
+    """conv -> ReLU -> 4x4 average pool (the hooked ``features``, 4x4 for a 16x16 input) -> GAP -> linear:
+    small enough to compute Score-CAM (at ``features``, 4x smaller than the input, so how masks are
+    upsampled matters) and Grad-CAM++ (at the conv output, where the ReLU makes gradients vary) by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.AvgPool2d(4))
+        self.classifier = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).mean((2, 3)))
 
 
-def test_grad_cam_pp_documented_eps_difference(model, images):
-    """pytorch-grad-cam adds eps=1e-6 to the denominator; with gradients of ~1e-3 (g^2 ~ 1e-6) that
-    changes the weights, so the exact formula (eps=0, our default) gives a visibly different map."""
-    exact = grad_cam_pp(model, images, "features.transition2", 1)
-    peer_like = grad_cam_pp(model, images, "features.transition2", 1, eps=1e-6)
-    assert (normalize(exact) - normalize(peer_like)).abs().max() > 0.05
+def _peer(cls_name, model, x, target, layer="features"):
+    """pytorch-grad-cam's map: relu(cam) min-max scaled, resized to the input, scaled again."""
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    with getattr(pgc, cls_name)(model=model, target_layers=[model.get_submodule(layer)]) as peer:
+        return peer(input_tensor=x, targets=[ClassifierOutputTarget(target)] * len(x))
+
+
+def _as_peer_scales(maps):
+    """Our ``(B, h, w)`` maps through the peer's own post-processing, so any difference is the formula's."""
+    from pytorch_grad_cam.utils.image import scale_cam_image
+    return scale_cam_image(scale_cam_image(maps.detach().numpy(), (16, 16)))
+
+
+def _score_cam_by_hand(model, x, target, channel_softmax, align_corners):
+    """Score-CAM from its definition: w_k = class score of x * minmax(upsample(A_k)); relu(sum_k w_k A_k),
+    with w softmaxed over the channels when ``channel_softmax``."""
+    with torch.no_grad():
+        a = model.features(x)                                                   # (B, K, h, w)
+        up = torch.nn.functional.interpolate(a, size=x.shape[-2:], mode="bilinear", align_corners=align_corners)
+        lo, hi = up.amin((2, 3), keepdim=True), up.amax((2, 3), keepdim=True)
+        masks = torch.where(hi > lo, (up - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(up))  # dead channel: 0
+        w = torch.stack([model(x[b:b + 1] * masks[b][:, None])[:, target] for b in range(len(x))])   # (B, K)
+        w = torch.softmax(w, 1) if channel_softmax else w
+        return torch.relu(torch.einsum("bk,bkhw->bhw", w, a))
+
+
+def test_score_cam_documented_difference_from_pytorch_grad_cam():
+    """docs/benchmarks.md: pytorch-grad-cam softmaxes Score-CAM's scores over channels (and upsamples the
+    masks with align_corners=True); the paper weights channel k by the raw class score of the masked input.
+    With channel_softmax=True, align_corners=True ours *is* the peer's map; by default it is the paper's
+    formula, which the peer does not compute."""
+    torch.manual_seed(0)
+    model = _GapNet().eval()
+    with torch.no_grad():
+        model.classifier.weight.normal_()                       # scores that vary over the masked inputs
+        model.classifier.bias[1] = 3.0                          # positive class scores: the raw map is not all zero
+    x = torch.rand(2, 1, 16, 16) * 10
+    theirs = _peer("ScoreCAM", model, x, 1)
+    peer_like = score_cam(model, x, "features", 1, channel_softmax=True, align_corners=True)[:, 0]
+    assert np.allclose(_as_peer_scales(peer_like), theirs, atol=1e-5)
+    assert torch.allclose(peer_like, _score_cam_by_hand(model, x, 1, True, True), atol=1e-6, rtol=1e-5)
+    paper = score_cam(model, x, "features", 1)[:, 0]
+    expected = _score_cam_by_hand(model, x, 1, False, False)
+    assert expected.amax((1, 2)).min() > 0 and torch.allclose(paper, expected, atol=1e-6, rtol=1e-5)
+    assert np.abs(_as_peer_scales(paper) - theirs).max() > 0.05                    # the weighting differs visibly
+    softmax_only = score_cam(model, x, "features", 1, channel_softmax=True)[:, 0]   # align_corners alone matters too
+    assert torch.allclose(softmax_only, _score_cam_by_hand(model, x, 1, True, False), atol=1e-6, rtol=1e-5)
+    assert np.abs(_as_peer_scales(softmax_only) - theirs).max() > 5e-3
+
+
+def _grad_cam_pp_closed_form(model, x, target, eps):
+    """Grad-CAM++ (Chattopadhay et al. 2018, eq. 19) at the conv output A of :class:`_GapNet`, whose logits
+    are W mean_ij relu(A_ij) + b: the gradient is g_kij = W_ck / (H W) where A_kij > 0, else 0, so
+    alpha_kij = g^2 / (2 g^2 + S_k g^3 + eps) with S_k = sum_ab A_kab over *all* positions (the paper's form;
+    torchcam's sum_ab A_kab g_kab^3 would sum the positive ones only), 0 where g = 0;
+    weight_k = sum_ij alpha_kij relu(g_kij); map = relu(sum_k weight_k A_k)."""
+    with torch.no_grad():
+        a = model.features[0](x).double()                                     # (B, K, H, W), pre-ReLU
+        g = model.classifier.weight[target].double()[None, :, None, None] / a[0, 0].numel() * (a > 0)
+        s = a.sum((2, 3), keepdim=True)
+        denom = 2 * g ** 2 + s * g ** 3 + eps
+        alpha = torch.where(g != 0, g ** 2 / torch.where(denom != 0, denom, torch.ones_like(denom)), torch.zeros_like(g))
+        weight = (alpha * torch.relu(g)).sum((2, 3))
+        return torch.relu(torch.einsum("bk,bkhw->bhw", weight, a)).float()
+
+
+def test_grad_cam_pp_documented_eps_difference():
+    """docs/benchmarks.md: pytorch-grad-cam adds eps=1e-6 to Grad-CAM++'s denominator 2g^2 + sum(A) g^3; with
+    gradients of ~1e-3 (g^2 ~ 1e-6) that changes the weights. With eps=1e-6 ours is the peer's map; by
+    default (eps=0) it is the paper's closed form, computed here by hand."""
+    torch.manual_seed(0)
+    model = _GapNet().eval()
+    with torch.no_grad():
+        model.classifier.weight.uniform_(-0.5, 0.5)           # g = W / 256 ~ 1e-3
+        model.classifier.weight[1, 0] = 0.0                   # one channel with g = 0 (alpha defined as 0)
+    x = torch.rand(2, 1, 16, 16) * 10                         # sum(A) g ~ 1: the g^3 term matters
+    layer = "features.0"
+    exact = grad_cam_pp(model, x, layer, 1)[:, 0]
+    peer_like = grad_cam_pp(model, x, layer, 1, eps=1e-6)[:, 0]
+    assert torch.allclose(exact, _grad_cam_pp_closed_form(model, x, 1, 0.0), atol=1e-5, rtol=1e-4)
+    assert torch.allclose(peer_like, _grad_cam_pp_closed_form(model, x, 1, 1e-6), atol=1e-5, rtol=1e-4)
+    theirs = _peer("GradCAMPlusPlus", model, x, 1, layer)
+    assert np.allclose(_as_peer_scales(peer_like), theirs, atol=1e-5)
+    assert np.abs(_as_peer_scales(exact) - theirs).max() > 0.05           # eps changes the map visibly
+    assert (normalize(exact[:, None]) - normalize(peer_like[:, None])).abs().max() > 0.05
 
 
 def test_all_classes_at_once_equal_one_at_a_time(model, images):

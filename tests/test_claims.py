@@ -1,8 +1,10 @@
-"""The claim standard: a claim beats its strongest control by a margin with a bootstrap CI, or fails."""
+"""The claim standard v2: a verdict (holds / refuted / inconclusive) from the bootstrap CI of the
+difference to the strongest control, against a margin."""
 import numpy as np
 import pytest
 
-from medxai_lib.evaluate.claims import claim, identity, mean_statistic, parse_line, skipped
+from medxai_lib.evaluate.claims import claim, identity, parse_line, skipped
+from medxai_lib.evaluate.stats import Draws
 
 
 def _data(n=200, shift=0.5, seed=0):
@@ -15,27 +17,46 @@ def test_a_clear_effect_holds_and_prints_one_parseable_line(capsys):
     result = claim("tested beats control", tested, {"null": control}, seed=1)
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0] == result.line()
-    assert result.holds and result.strongest.name == "null"
+    assert result.verdict == "holds" and result.strongest.name == "null"
+    assert out[0].endswith("| verdict: holds")
     parsed = parse_line(out[0])
-    assert parsed["kind"] == "CLAIM" and parsed["control"] == "null" and parsed["holds"] == "True"
+    assert parsed["kind"] == "CLAIM" and parsed["control"] == "null" and parsed["verdict"] == "holds"
     assert float(parsed["value"]) == pytest.approx(tested.mean(), abs=5e-4)
     lo, hi = result.ci
     assert lo < tested.mean() < hi
 
 
-def test_a_control_equal_to_the_tested_value_fails():
+def test_a_control_equal_to_the_tested_value_never_holds():
     tested, _ = _data()
-    assert not claim("self vs self", tested, {"itself": tested.copy()}, show=False).holds
-    assert not claim("self vs self", tested, {"itself": tested.copy()}, direction="less", show=False).holds
+    for direction in ("greater", "less"):
+        same = claim("self vs self", tested, {"itself": tested.copy()}, direction=direction, show=False)
+        assert same.verdict == "inconclusive"          # a difference CI of exactly [0, 0] contains the margin 0
+        assert claim("self vs self", tested, {"itself": tested.copy()}, direction=direction, margin=0.1,
+                     show=False).verdict == "refuted"
 
 
-def test_a_margin_inside_the_ci_fails():
+def test_the_three_verdicts_follow_the_difference_ci_and_the_margin():
     tested, control = _data(shift=0.5)
     ok = claim("beats", tested, {"null": control}, show=False)
     lo, hi = ok.strongest.difference_ci
-    assert ok.holds and lo > 0
-    assert not claim("beats", tested, {"null": control}, margin=(lo + hi) / 2, show=False).holds
-    assert claim("beats", tested, {"null": control}, margin=lo / 2, show=False).holds
+    assert ok.verdict == "holds" and lo > 0
+    assert claim("beats", tested, {"null": control}, margin=(lo + hi) / 2, show=False).verdict == "inconclusive"
+    assert claim("beats", tested, {"null": control}, margin=lo / 2, show=False).verdict == "holds"
+    refuted = claim("beats", tested, {"null": control}, margin=hi * 1.5, show=False)
+    assert refuted.verdict == "refuted" and refuted.line().endswith("| verdict: refuted")
+    assert parse_line(refuted.line())["verdict"] == "refuted"
+    assert claim("control beats tested", control, {"tested": tested}, show=False).verdict == "refuted"
+    assert claim("lower", control, {"tested": tested}, direction="less", show=False).verdict == "holds"
+
+
+def test_one_refuting_control_refutes_the_claim_and_is_the_one_named():
+    rng = np.random.default_rng(5)
+    tested = rng.normal(1.0, 1.0, 200)
+    result = claim("beats all", tested, {"weak": rng.normal(0.0, 1.0, 200), "better": tested + 0.5,
+                                         "noisy": rng.normal(0.9, 5.0, 200)}, show=False)
+    assert result.verdict == "refuted" and result.strongest.name == "better"
+    assert claim("beats two", tested, {"weak": rng.normal(0.0, 1.0, 200), "noisy": rng.normal(0.9, 5.0, 200)},
+                 show=False).verdict == "inconclusive"
 
 
 def test_the_strongest_control_decides():
@@ -43,14 +64,14 @@ def test_the_strongest_control_decides():
     tested = rng.normal(1.0, 0.5, 300)
     weak, strong = rng.normal(0.0, 0.5, 300), tested + rng.normal(0.0, 0.05, 300)
     result = claim("beats both", tested, {"weak": weak, "strong": strong}, show=False)
-    assert result.strongest.name == "strong" and not result.holds
-    assert claim("beats weak", tested, {"weak": weak}, show=False).holds
+    assert result.strongest.name == "strong" and result.verdict != "holds"
+    assert claim("beats weak", tested, {"weak": weak}, show=False).verdict == "holds"
 
 
 def test_direction_less():
     tested, control = _data(shift=-0.6)
-    assert claim("lower", tested, {"null": control}, direction="less", show=False).holds
-    assert not claim("lower", tested, {"null": control}, direction="greater", show=False).holds
+    assert claim("lower", tested, {"null": control}, direction="less", show=False).verdict == "holds"
+    assert claim("lower", tested, {"null": control}, direction="greater", show=False).verdict == "refuted"
 
 
 def test_deterministic_for_a_seed_and_different_for_another():
@@ -81,7 +102,7 @@ def test_a_custom_statistic_on_paired_columns():
     def accuracy(s):          # (B, N, 2) -> (B,)
         return ((s[..., 0] > 0.5) == (s[..., 1] > 0.5)).mean(1)
     result = claim("accurate", good, {"random": bad}, statistic=accuracy, show=False)
-    assert result.holds and result.value > 0.85 and 0.35 < result.strongest.value < 0.65
+    assert result.verdict == "holds" and result.value > 0.85 and 0.35 < result.strongest.value < 0.65
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -94,6 +115,8 @@ def test_a_custom_statistic_on_paired_columns():
     (dict(tested=[1.0, 2.0], controls={"c": [1.0, 2.0]}, margin=-0.1), "margin"),
     (dict(tested=[1.0, 2.0], controls={"c": [1.0, 2.0]}, n_boot=5), "n_boot"),
     (dict(tested=[1.0, 2.0], controls={"c": [1.0, 2.0]}, statistic=lambda s: s), "statistic"),
+    (dict(tested=[1.0, 2.0], controls={"c": [1.0, 2.0]}, margin=True), "margin"),
+    (dict(tested=[1.0, 2.0], controls={"c": Draws(np.ones((3, 5)))}), "paired"),
 ])
 def test_bad_arguments_raise_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -102,7 +125,7 @@ def test_bad_arguments_raise_clear_errors(kwargs, match):
 
 def test_unpaired_controls_may_have_other_lengths():
     tested, control = _data(n=100, shift=1.0)
-    assert claim("x", tested, {"c": control[:40]}, paired=False, show=False).holds
+    assert claim("x", tested, {"c": control[:40]}, paired=False, show=False).verdict == "holds"
 
 
 def test_identity_needs_a_case_that_breaks_it(capsys):
@@ -125,16 +148,25 @@ def test_skipped_line_and_parser_rejects_other_text(capsys):
         skipped("x", "")
 
 
-def test_mean_statistic_shapes():
-    assert mean_statistic(np.ones((4, 10))).shape == (4,)
-    assert mean_statistic(np.ones((4, 10, 3))).shape == (4,)
+def test_a_random_control_enters_with_its_draws_and_widens_the_ci():
+    """A control that is itself random (8 random unit groups): its spread over draws is in the CI, which
+    the mean of the draws would hide."""
+    rng = np.random.default_rng(2)
+    tested = rng.normal(0.3, 0.2, 120)
+    groups = rng.normal(0.0, 0.15, (8, 1)) + rng.normal(0.0, 0.2, (8, 120))
+    as_mean = claim("x", tested, {"random groups": groups.mean(0)}, show=False)
+    as_draws = claim("x", tested, {"random groups": Draws(groups, over="random unit group")}, show=False)
+    width = lambda r: r.strongest.difference_ci[1] - r.strongest.difference_ci[0]  # noqa: E731
+    assert width(as_draws) > 1.5 * width(as_mean)
+    assert as_draws.strongest.n_draws == 8 and as_draws.strongest.value == pytest.approx(groups.mean())
 
 
-def test_a_comparison_shown_not_claimed_has_one_row_per_control_and_prints_nothing(capsys):
-    rng = np.random.default_rng(0)
-    tested = rng.normal(1.0, 0.1, 50)
-    result = claim("x beats y", tested, {"close": tested - 0.01, "far": tested - 1.0}, margin=0.1, show=False)
-    assert capsys.readouterr().out == ""
-    rows = {r["control"]: r for r in result.table()}
-    assert rows["far"]["beyond the margin 0.100"] is True and rows["close"]["beyond the margin 0.100"] is False
-    assert rows["far"]["difference"].startswith("1.000") and not result.holds
+def test_draws_of_one_seed_set_are_paired_on_draws():
+    """Tested and control trained on the same 5 seeds: a seed that moves both cancels in the difference."""
+    rng = np.random.default_rng(4)
+    seed_effect = rng.normal(0.0, 1.0, (5, 1))
+    tested = seed_effect + 0.3 + rng.normal(0.0, 0.1, (5, 80))
+    control = seed_effect + rng.normal(0.0, 0.1, (5, 80))
+    paired = claim("x", Draws(tested, over="model seed"), {"c": Draws(control, over="model seed")}, show=False)
+    unpaired = claim("x", Draws(tested, over="model seed"), {"c": Draws(control, over="other seeds")}, show=False)
+    assert paired.verdict == "holds" and unpaired.verdict == "inconclusive"

@@ -184,7 +184,7 @@ def test_mean_ci_and_ablation_table():
     effects = {"a": np.array([-0.2, -0.4])}
     random = {"a": np.array([[0.1, -0.1], [0.3, 0.1]])}
     table = ablation_table(effects, random, {"first": np.array([True, False])})
-    assert table.loc["a", "ΔP units (first)"].startswith("-0.200") and table.loc["a", "|ΔP| random"].startswith("+0.150")
+    assert table.loc["a", "ΔP units (first)"].startswith("-0.200") and table.loc["a", "|ΔP| random"].startswith("0.150")
 
 
 class _Sum(torch.nn.Module):

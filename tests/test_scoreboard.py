@@ -10,6 +10,7 @@ from medxai_lib.evaluate.faithfulness import deletion_insertion, deletion_insert
 from medxai_lib.evaluate.sanity import collapsed, randomisation_test, similarity_or_nan
 from medxai_lib.evaluate.scoreboard import (MapScores, bootstrap_means, by_group, formatted, one_view_per_study,
                                             ranks, score_maps, scoreboard)
+from medxai_lib.evaluate.stats import format_ci
 from medxai_lib.explain import grad_cam, guided_backprop
 
 from helpers import phantom_images, textured_densenet
@@ -142,7 +143,7 @@ def test_scoreboard_cells_and_groups():
         board.loc["m", ("energy in mask", "hi")]
     assert lo < mean < hi and hi - lo < 0.1
     text = formatted(board)
-    assert text.loc["m", "energy in mask"] == f"{mean:.2f} [{lo:.2f}, {hi:.2f}]"
+    assert text.loc["m", "energy in mask"] == format_ci(mean, lo, hi)
     groups = ["a"] * 20 + ["b"] * 40
     table = by_group(scores, groups, "energy in mask", n_boot=300)
     assert list(table.columns) == ["a (n=20)", "b (n=40)", "all (n=60)"]

@@ -40,8 +40,9 @@ def test_the_suite_has_solutions_and_none_survive(tmp_path):
         nbformat.validate(copy)
         source = nbformat.read(NOTEBOOKS / path.name, as_version=4)
         for ours, theirs in zip(copy.cells, source.cells):
-            if "solution" in theirs.metadata.get("tags", []) and theirs.cell_type == "code":
-                assert ours.source == PROMPT and theirs.source.strip() not in nbformat.writes(copy)
+            if "solution" in theirs.metadata.get("tags", []):
+                assert ours.source == (PROMPT if theirs.cell_type == "code" else "*Your answer here.*")
+                assert theirs.source.strip() not in nbformat.writes(copy)
             assert ours.cell_type != "code" or ours.outputs == []
 
 
@@ -50,3 +51,12 @@ def test_student_cli_and_missing_source(tmp_path, capsys):
     assert "solution cell(s) removed" in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="src"):
         write_student_copies(tmp_path / "nothing", tmp_path / "o")
+
+
+def test_every_written_answer_is_a_solution_cell():
+    """A markdown answer ("**Solution 2.** ...", "**Answer 1.** ...") that is not tagged would reach the students."""
+    untagged = [(path.name, i) for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+                for i, cell in enumerate(nbformat.read(path, as_version=4).cells)
+                if cell.cell_type == "markdown" and cell.source.lstrip().startswith(("**Solution", "**Answer"))
+                and "solution" not in cell.metadata.get("tags", [])]
+    assert untagged == []

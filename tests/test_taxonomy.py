@@ -8,10 +8,8 @@ import inspect
 import numpy as np
 import pytest
 import torch
-from sklearn.decomposition import PCA
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
-from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
 from sklearn.tree import DecisionTreeClassifier
 
@@ -20,6 +18,7 @@ from medxai_lib.evaluate.global_explanations import (counterfactual_change, cue_
                                                      importance_summary, permutation_importance_per_unit,
                                                      separation_per_unit)
 from medxai_lib.evaluate.surrogates import EXTRA_COLOURS, compare_surrogates, lesion_cue_features
+from medxai_lib.explain import registry
 from medxai_lib.explain.registry import (FACTS, METHODS, MethodFacts, attribute, expected_tags, tag_violations,
                                          taxonomy_table)
 from medxai_lib.explain.tabular import conditional_linear_shap, kernel_shap, linear_shap
@@ -91,7 +90,9 @@ def test_black_box_fact_and_output_shape_hold_for_each_registered_method(tiny, n
     if facts.black_box:
         assert attribute(black_box, images, name, classes=1, **FAST.get(name, {})).shape == out.shape
     else:
-        with pytest.raises(Exception):
+        with pytest.raises(TypeError, match=rf"^model: method '{name}' is model-specific \(it reads the model's "
+                                            r"layers, weights or gradients\), so it needs a torch\.nn\.Module, "
+                                            r"got function; .*model-agnostic method \(lime, occlusion, rise\)"):
             attribute(black_box, images, name, layer=layer, classes=1, **FAST.get(name, {}))
 
 
@@ -117,10 +118,30 @@ def test_in_model_facts_hold():
 
 
 def test_pre_model_methods_take_no_model():
-    for method in (PCA, TSNE):
-        assert "model" not in inspect.signature(method.fit_transform).parameters
+    """The methods whose facts say ``takes_model=False`` (hence "data only", "pre-model") are exactly the
+    projections, and the code the registry names for them is built and run from the data alone: no
+    parameter of the constructor or of ``fit_transform`` takes a model, and it returns one 2-D embedding
+    of the whole data set (one row per sample: the fact ``output="embedding"``, ``per_input=False``).
+    Every registered attribution method, by contrast, takes the model first."""
+    pre_model = sorted(name for name, facts in FACTS.items() if not facts.takes_model)
+    assert pre_model == ["pca", "tsne"]
+    table, code = taxonomy_table(include_other=True), registry._other_techniques()
     data = np.random.default_rng(0).normal(size=(30, 5))
-    assert PCA(2).fit_transform(data).shape == (30, 2)
+    data[:15] += 4.0                                                  # two clusters
+    for name in pre_model:
+        assert FACTS[name].output == "embedding" and not FACTS[name].per_input
+        assert table.loc[name, ["access", "stage", "scope"]].tolist() == ["data only", "pre-model", "global"]
+        fn = code[name].fn
+        for signature in (inspect.signature(fn), inspect.signature(fn.fit_transform)):
+            assert not {"model", "estimator", "predict", "f"} & set(signature.parameters), (name, signature)
+        assert code[name].output == "2-D embedding of the data"
+        options = {"perplexity": 5.0, "random_state": 0} if name == "tsne" else {}
+        projection = fn(n_components=2, **options).fit_transform(data)
+        assert projection.shape == (30, 2) and np.isfinite(projection).all()
+        centres = projection[:15].mean(0), projection[15:].mean(0)   # the embedding keeps the data's structure
+        assert np.linalg.norm(centres[0] - centres[1]) > projection[:15].std(0).max()
+    for name, info in METHODS.items():
+        assert next(iter(inspect.signature(info.fn).parameters)) == "model", name
 
 
 def test_black_box_facts_of_the_tabular_methods():

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from medxai_lib.evaluate.localisation import empty_masks, energy_in_mask, mask_fraction, pointing_game
+from medxai_lib.evaluate.stats import LEVEL, bootstrap, difference, fmt
 
 METRICS = ("pointing", "energy")
 
@@ -78,28 +79,24 @@ def localisation_units(maps_by_name: Mapping[str, torch.Tensor], masks: torch.Te
     return units
 
 
-def bootstrap_mean_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+def bootstrap_mean_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = LEVEL
                       ) -> tuple[float, float, float]:
-    """Mean of ``(N,)`` values and its percentile bootstrap CI: ``(mean, lo, hi)``."""
+    """Mean of ``(N,)`` values and its percentile bootstrap CI, ``(mean, lo, hi)``: a thin wrapper of
+    :func:`medxai_lib.evaluate.stats.bootstrap` (``n_boot >= 100``)."""
     values = np.asarray(values, dtype=float)
-    if values.ndim != 1 or len(values) == 0 or not np.isfinite(values).all():
+    if values.ndim != 1:
         raise ValueError(f"values: expected a non-empty finite (N,) array, got shape {values.shape}")
-    idx = np.random.default_rng(seed).integers(0, len(values), size=(n_boot, len(values)))
-    draws = values[idx].mean(1)
-    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
-    return float(values.mean()), float(lo), float(hi)
+    estimate = bootstrap(values, n_boot=n_boot, seed=seed, level=level)
+    return estimate.value, estimate.lo, estimate.hi
 
 
 def ci_table(units: Mapping[str, Mapping[str, np.ndarray]], metrics: Sequence[str] = METRICS, seed: int = 0,
              digits: int = 2) -> "pandas.DataFrame":
-    """One row per map set, one ``"mean [lo, hi]"`` column per metric (95% bootstrap CI over units)."""
+    """One row per map set, one ``"mean [lo, hi]"`` column per metric (95% bootstrap CI over units), written
+    by :func:`~medxai_lib.evaluate.stats.format_ci`; ``digits`` is ignored (kept for old callers)."""
     import pandas as pd
-    rows = {}
-    for name, values in units.items():
-        rows[name] = {}
-        for metric in metrics:
-            mean, lo, hi = bootstrap_mean_ci(values[metric], seed=seed)
-            rows[name][metric] = f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    rows = {name: {metric: str(bootstrap(np.asarray(values[metric], float), seed=seed)) for metric in metrics}
+            for name, values in units.items()}
     return pd.DataFrame(rows).T.rename_axis("maps")
 
 
@@ -114,28 +111,29 @@ def best_of(units: Mapping[str, Mapping[str, np.ndarray]], candidates: Sequence[
     means = {c: float(np.mean(units[c][metric])) for c in candidates}
     ranked = sorted(candidates, key=lambda c: -means[c])
     best, second = ranked[0], ranked[1]
-    diff = np.asarray(units[best][metric], float) - np.asarray(units[second][metric], float)
-    _, lo, hi = bootstrap_mean_ci(diff, n_boot, seed)
-    verdict = ("a lead outside the 95% CI" if lo > 0 else "a lead inside the 95% CI, so the two are not separated")
-    order = " > ".join(f"{c} {means[c]:.2f}" for c in ranked)
+    lead = difference(np.asarray(units[best][metric], float), np.asarray(units[second][metric], float),
+                      n_boot=n_boot, seed=seed)
+    verdict = ("a lead outside the 95% CI" if lead.lo > 0 else "a lead inside the 95% CI, so the two are not separated")
+    order = " > ".join(f"{c} {fmt(means[c])}" for c in ranked)
     return (f"By {metric}, {best} localises best as measured ({order}); its lead over {second} is "
-            f"{means[best] - means[second]:+.2f} [{lo:+.2f}, {hi:+.2f}], {verdict}.")
+            f"{lead}, {verdict}.")
 
 
 def paired_differences(units: Mapping[str, Mapping[str, np.ndarray]], names: Sequence[str], control: str,
                        metric: str = "pointing", n_boot: int = 2000, seed: int = 0, digits: int = 2
                        ) -> "pandas.DataFrame":
-    """Each name's mean ``metric`` minus the control's on the same units, with a paired bootstrap 95% CI, and
-    whether the CI excludes 0 (``"yes"`` / ``"no"``): one row per name."""
+    """Each name's mean ``metric`` minus the control's on the same units, with a paired bootstrap 95% CI
+    (:func:`~medxai_lib.evaluate.stats.difference`), and whether the CI excludes 0 (``"yes, above"`` /
+    ``"yes, below"`` / ``"no"``): one row per name. ``digits`` is ignored (kept for old callers)."""
     import pandas as pd
     if control not in units or any(n not in units for n in names):
         raise ValueError(f"names, control: expected names in {list(units)}, got {list(names)} and {control!r}")
     rows = {}
     for name in names:
-        diff = np.asarray(units[name][metric], float) - np.asarray(units[control][metric], float)
-        mean, lo, hi = bootstrap_mean_ci(diff, n_boot, seed)
-        rows[name] = {f"{metric} minus {control}": f"{mean:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]",
-                      "CI excludes 0": "yes, above" if lo > 0 else ("yes, below" if hi < 0 else "no")}
+        diff = difference(np.asarray(units[name][metric], float), np.asarray(units[control][metric], float),
+                          n_boot=n_boot, seed=seed)
+        rows[name] = {f"{metric} minus {control}": str(diff),
+                      "CI excludes 0": "yes, above" if diff.lo > 0 else ("yes, below" if diff.hi < 0 else "no")}
     return pd.DataFrame(rows).T.rename_axis("maps")
 
 

@@ -1,14 +1,26 @@
-"""Checked claims that can fail: the thing under test against its controls, with bootstrap CIs.
+"""Checked claims that can fail: the thing under test against every control, with a verdict.
 
-A **claim** compares one statistic of the thing under test with the same statistic of one or more
-*controls* (a trivial baseline, a null model, randomised weights, permuted labels or masks, an independent
-model). Values are given per natural unit (image, study, lesion): ``(N,)`` or ``(N, d)`` arrays that a
-``statistic`` turns into one number. Paired controls (same units, same order) are resampled with the
-tested values; unpaired ones independently. The claim holds only when, against *every* control, the
-bootstrap 95% CI of the difference lies beyond the ``margin`` (so it also excludes 0). The control that
-comes closest is reported as the strongest. One line is printed::
+A **claim** compares one statistic of the thing under test with the same statistic of every *control*
+the notebook computes for it (a trivial baseline, a null model, randomised weights, permuted labels or
+masks, an independent model). Values are given per natural unit (image, study, lesion): ``(N,)`` or
+``(N, d)`` arrays that a ``statistic`` turns into one number; where the tested thing or a control is
+itself random (model seeds, generator seeds, random unit groups, refits on permuted labels) pass
+:class:`~medxai_lib.evaluate.stats.Draws` ``(S, N[, d])`` and the bootstrap resamples draws x units
+(:mod:`medxai_lib.evaluate.stats`). Paired controls (same units, same order) are resampled with the
+tested values; unpaired ones independently.
 
-    CLAIM <sentence> | <value> [lo, hi] vs <control> <value> [lo, hi] | holds: True
+The **verdict** comes from the 95% CI of the difference tested - control, against ``margin``
+(direction ``"greater"``; mirrored for ``"less"``):
+
+* ``holds`` - against every control the CI lies beyond the margin;
+* ``refuted`` - against some control the CI lies entirely short of the margin (that control is as good,
+  or better: a finding, printed and taught);
+* ``inconclusive`` - otherwise (some CI contains the margin): collect more units, or state the claim so
+  that the data decide it. A committed notebook prints none.
+
+The control that decides the verdict is reported as the strongest. One line is printed::
+
+    CLAIM <sentence> | <value> [lo, hi] vs <control> <value> [lo, hi] | verdict: holds
 
 An algebraic fact is an :func:`identity`, shown beside the case that breaks it; a claim that cannot be
 evaluated prints a :func:`skipped` line with the reason. :func:`parse_line` reads all three back
@@ -19,38 +31,18 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 
-Statistic = Callable[[np.ndarray], np.ndarray]
+from medxai_lib.evaluate.stats import (Draws, Resampler, Statistic, as_draws, fmt, format_ci, mean_statistic,
+                                       percentile_ci, point_value, replicates)
+
 DIRECTIONS = ("greater", "less")
+VERDICTS = ("holds", "refuted", "inconclusive")
 
-
-def mean_statistic(samples: np.ndarray) -> np.ndarray:
-    """Mean over units: ``(B, N)`` or ``(B, N, d)`` -> ``(B,)`` (``(B, d)`` means are averaged too)."""
-    return samples.reshape(samples.shape[0], -1).mean(1) if samples.ndim > 2 else samples.mean(1)
-
-
-def fmt(value: float) -> str:
-    """Three decimals for ordinary magnitudes, scientific notation for tiny or huge ones."""
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.3f}" if value == 0 or 1e-3 <= abs(value) < 1e4 else f"{value:.2e}"
-
-
-def _check_values(name: str, values: object) -> np.ndarray:
-    array = np.asarray(values, dtype=float)
-    if array.ndim not in (1, 2) or len(array) == 0:
-        raise ValueError(f"{name}: expected a non-empty (N,) or (N, d) array of per-unit values, got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name}: contains NaN or inf ({int((~np.isfinite(array)).sum())} of {array.size} values)")
-    return array
-
-
-def _percentile_ci(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    lo, hi = np.quantile(draws, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
+__all__ = ["ClaimResult", "ControlResult", "DIRECTIONS", "Draws", "IdentityResult", "VERDICTS", "claim", "fmt",
+           "identity", "mean_statistic", "parse_line", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +54,14 @@ class ControlResult:
     difference: float
     difference_ci: tuple[float, float]
     paired: bool
+    n_draws: int = 1
+
+
+def _verdict_against(control: ControlResult, direction: str, margin: float) -> str:
+    lo, hi = control.difference_ci
+    if direction == "greater":
+        return "holds" if lo > margin else "refuted" if hi < margin else "inconclusive"
+    return "holds" if hi < -margin else "refuted" if lo > -margin else "inconclusive"
 
 
 @dataclass(frozen=True)
@@ -74,54 +74,59 @@ class ClaimResult:
     direction: str
     margin: float
     n_units: int
+    n_draws: int = 1
+
+    def verdict_against(self, control: ControlResult) -> str:
+        """``holds`` / ``refuted`` / ``inconclusive`` against one control."""
+        return _verdict_against(control, self.direction, self.margin)
+
+    @property
+    def verdict(self) -> str:
+        """``refuted`` if any control refutes it, ``holds`` if every control is beaten, else ``inconclusive``."""
+        verdicts = {self.verdict_against(c) for c in self.controls}
+        return "refuted" if "refuted" in verdicts else "holds" if verdicts == {"holds"} else "inconclusive"
 
     @property
     def strongest(self) -> ControlResult:
-        """The control whose difference CI comes closest to the margin (the hardest to beat)."""
-        if self.direction == "greater":
-            return min(self.controls, key=lambda c: c.difference_ci[0])
-        return max(self.controls, key=lambda c: c.difference_ci[1])
+        """The control that decides the verdict: the one that refutes the claim most clearly, else the one
+        whose difference CI comes closest to the margin."""
+        sign = 1.0 if self.direction == "greater" else -1.0
+        refuting = [c for c in self.controls if self.verdict_against(c) == "refuted"]
+        if refuting:    # the clearest refutation: its CI's far end lies furthest short of the margin
+            return min(refuting, key=lambda c: c.difference_ci[1] if sign > 0 else -c.difference_ci[0])
+        return min(self.controls, key=lambda c: c.difference_ci[0] if sign > 0 else -c.difference_ci[1])
 
     @property
     def holds(self) -> bool:
-        lo, hi = self.strongest.difference_ci
-        return bool(lo > self.margin) if self.direction == "greater" else bool(hi < -self.margin)
+        return self.verdict == "holds"
 
     def line(self) -> str:
         c = self.strongest
         text = self.sentence + (f" (margin {fmt(self.margin)})" if self.margin > 0 else "")
-        return (f"CLAIM {text} | {fmt(self.value)} [{fmt(self.ci[0])}, {fmt(self.ci[1])}] vs {c.name} "
-                f"{fmt(c.value)} [{fmt(c.ci[0])}, {fmt(c.ci[1])}] | holds: {self.holds}")
+        return (f"CLAIM {text} | {format_ci(self.value, *self.ci)} vs {c.name} {format_ci(c.value, *c.ci)} "
+                f"| verdict: {self.verdict}")
 
     __str__ = line
-
-    def table(self) -> list[dict[str, object]]:
-        """One row per control, for a comparison shown but *not* claimed (it failed on some seeds): the
-        tested value, the control's, the difference with its 95% CI and whether it clears the margin.
-        ``pd.DataFrame(result.table())`` displays it."""
-        return [{"tested": f"{fmt(self.value)} [{fmt(self.ci[0])}, {fmt(self.ci[1])}]",
-                 "control": c.name, "control value": f"{fmt(c.value)} [{fmt(c.ci[0])}, {fmt(c.ci[1])}]",
-                 "difference": f"{fmt(c.difference)} [{fmt(c.difference_ci[0])}, {fmt(c.difference_ci[1])}]",
-                 f"beyond the margin {fmt(self.margin)}": bool(c.difference_ci[0] > self.margin)
-                 if self.direction == "greater" else bool(c.difference_ci[1] < -self.margin)}
-                for c in self.controls]
 
 
 def claim(sentence: str, tested: object, controls: Mapping[str, object], *, direction: str = "greater",
           margin: float = 0.0, statistic: Statistic = mean_statistic, paired: bool | Mapping[str, bool] = True,
           n_boot: int = 2000, seed: int = 0, show: bool = True) -> ClaimResult:
-    """Check that ``statistic(tested)`` beats every control's by more than ``margin``.
+    """Compare ``statistic(tested)`` with every control's and give the verdict (module docstring).
 
     Args:
         sentence: what is claimed, in words (the key under which ``make claims`` tracks it).
-        tested: per-unit values ``(N,)`` or ``(N, d)`` of the thing under test.
-        controls: name -> per-unit values of a control (same shape rules). At least one.
+        tested: per-unit values ``(N,)`` / ``(N, d)``, or :class:`Draws` ``(S, N[, d])`` when the tested
+            thing is itself random (several model seeds, ...).
+        controls: name -> per-unit values or :class:`Draws` of a control. At least one.
         direction: ``"greater"`` (tested must be larger) or ``"less"``.
-        margin: how far beyond the strongest control the difference's CI must lie (>= 0).
-        statistic: ``(B, N[, d]) -> (B,)``, vectorised over bootstrap draws; the mean by default.
+        margin: how far beyond every control the difference's CI must lie (>= 0).
+        statistic: ``(B, N[, d]) -> (B,)``, vectorised over bootstrap replicates; the mean by default.
+            With draws it is computed per draw and averaged over draws.
         paired: whether a control is measured on the same units in the same order (then units are
-            resampled jointly); one bool for all controls or a mapping name -> bool.
-        n_boot: bootstrap draws (percentile 95% CIs); ``seed`` makes them reproducible.
+            resampled jointly); one bool for all controls or a mapping name -> bool. Draws with the same
+            ``over`` and number of draws as the tested ones are paired on draws as well.
+        n_boot: bootstrap replicates (percentile 95% CIs); ``seed`` makes them reproducible.
         show: print the ``CLAIM`` line.
     Returns: :class:`ClaimResult`.
     """
@@ -129,35 +134,29 @@ def claim(sentence: str, tested: object, controls: Mapping[str, object], *, dire
         raise ValueError(f"sentence: expected one line of text without '|', got {sentence!r}")
     if direction not in DIRECTIONS:
         raise ValueError(f"direction: expected one of {DIRECTIONS}, got {direction!r}")
-    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
+    if isinstance(margin, bool) or not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
         raise ValueError(f"margin: expected a finite number >= 0, got {margin!r}")
-    if not isinstance(n_boot, int) or n_boot < 100:
-        raise ValueError(f"n_boot: expected an integer >= 100, got {n_boot!r}")
     if not isinstance(controls, Mapping) or len(controls) == 0:
         raise ValueError("controls: expected a mapping name -> per-unit values with at least one control; "
                          "a claim without a control cannot fail")
-    x = _check_values("tested", tested)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
-    x_draws = np.asarray(statistic(x[idx]), dtype=float)
-    if x_draws.shape != (n_boot,):
-        raise ValueError(f"statistic: expected (B, N[, d]) -> (B,), got output shape {x_draws.shape}")
-    x_value = float(np.asarray(statistic(x[None]), dtype=float)[0])
+    sampler = Resampler(n_boot, seed)
+    x = as_draws("tested", tested)
+    units = sampler.units(x.n_units)
+    x_reps = replicates(x, statistic, sampler.draws(x), units)
+    x_value = point_value(x, statistic)
     results = []
     for name, values in controls.items():
-        y = _check_values(f"controls[{name!r}]", values)
+        y = as_draws(f"controls[{name!r}]", values)
         is_paired = paired.get(name, True) if isinstance(paired, Mapping) else bool(paired)
-        if is_paired and y.shape[0] != x.shape[0]:
-            raise ValueError(f"controls[{name!r}]: a paired control needs one value per tested unit ({len(x)}), "
-                             f"got {len(y)}; pass paired={{{name!r}: False}} for an independent sample")
-        y_idx = idx if is_paired else rng.integers(0, len(y), size=(n_boot, len(y)))
-        y_draws = np.asarray(statistic(y[y_idx]), dtype=float)
-        y_value = float(np.asarray(statistic(y[None]), dtype=float)[0])
-        diff = x_draws - y_draws
-        results.append(ControlResult(str(name), y_value, _percentile_ci(y_draws), x_value - y_value,
-                                     _percentile_ci(diff), is_paired))
-    result = ClaimResult(sentence.strip(), x_value, _percentile_ci(x_draws), tuple(results), direction,
-                         float(margin), len(x))
+        if is_paired and y.n_units != x.n_units:
+            raise ValueError(f"controls[{name!r}]: a paired control needs one value per tested unit ({x.n_units}), "
+                             f"got {y.n_units}; pass paired={{{name!r}: False}} for an independent sample")
+        y_reps = replicates(y, statistic, sampler.draws(y), units if is_paired else sampler.units(y.n_units))
+        y_value = point_value(y, statistic)
+        results.append(ControlResult(str(name), y_value, percentile_ci(y_reps), x_value - y_value,
+                                     percentile_ci(x_reps - y_reps), is_paired, y.n_draws))
+    result = ClaimResult(sentence.strip(), x_value, percentile_ci(x_reps), tuple(results), direction,
+                         float(margin), x.n_units, x.n_draws)
     if show:
         print(result.line())
     return result
@@ -213,15 +212,18 @@ def skipped(sentence: str, reason: str, show: bool = True) -> str:
 
 _NUMBER = r"(-?[\d.]+(?:e[-+]?\d+)?|nan|inf|-inf)"
 _CLAIM = re.compile(rf"^CLAIM (?P<sentence>.+?) \| (?P<value>{_NUMBER}) \[{_NUMBER}, {_NUMBER}\] vs "
-                    rf"(?P<control>.+) (?P<control_value>{_NUMBER}) \[{_NUMBER}, {_NUMBER}\] \| holds: (?P<holds>True|False)$")
+                    rf"(?P<control>.+) (?P<control_value>{_NUMBER}) \[{_NUMBER}, {_NUMBER}\] \| verdict: "
+                    rf"(?P<verdict>holds|refuted|inconclusive)$")
 _IDENTITY = re.compile(rf"^IDENTITY (?P<sentence>.+?) \| gap (?P<value>{_NUMBER}) \| broken by (?P<control>.+): gap "
                        rf"(?P<control_value>{_NUMBER}) \| holds: (?P<holds>True|False)$")
 _SKIPPED = re.compile(r"^SKIPPED (?P<sentence>.+?) \| (?P<reason>.+)$")
 
 
 def parse_line(line: str) -> dict[str, str] | None:
-    """``{"kind", "sentence", "value", "control", "control_value", "holds"}`` for a CLAIM / IDENTITY line,
-    ``{"kind": "SKIPPED", "sentence", "reason"}`` for a skip, ``None`` for anything else."""
+    """``{"kind", "sentence", "value", "control", "control_value", "verdict"}`` for a CLAIM line (``holds``,
+    ``refuted`` or ``inconclusive``), ``{"kind", "sentence", "value", "control", "control_value", "holds"}``
+    (``True``/``False``) for an IDENTITY line, ``{"kind": "SKIPPED", "sentence", "reason"}`` for a skip,
+    ``None`` for anything else."""
     line = line.rstrip()
     for kind, pattern in (("CLAIM", _CLAIM), ("IDENTITY", _IDENTITY), ("SKIPPED", _SKIPPED)):
         match = pattern.match(line)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medxai_lib.explain.capture import check_images, explaining, forward_with_capture, resolve_layer
+from medxai_lib.evaluate.stats import bootstrap, format_ci
 
 _MAX_QUANTILE_VALUES = 16_000_000
 
@@ -238,7 +239,7 @@ def compare_dissections(trained: NetworkDissection, untrained: NetworkDissection
                        {"untrained": untrained.image_counts(best_u, name)}, statistic=ratio_of_sums, seed=seed, show=False)
         diff = result.controls[0]
         rows[name] = {"trained: best IoU": round(result.value, 3), "untrained: best IoU": round(diff.value, 3),
-                      "difference [95% CI]": f"{diff.difference:+.3f} [{diff.difference_ci[0]:+.3f}, {diff.difference_ci[1]:+.3f}]",
+                      "difference [95% CI]": format_ci(diff.difference, *diff.difference_ci),
                       "training clearly better": bool(diff.difference_ci[0] > 0),
                       "trained: detectors": len(trained.units_for(name)), "untrained: detectors": len(untrained.units_for(name))}
     return pd.DataFrame(rows).T.rename_axis("concept")
@@ -340,24 +341,24 @@ def sectors_covered(share: float) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def mean_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of ``(N,)`` values and its percentile-bootstrap 95% CI: ``(mean, lo, hi)``."""
+    """Mean of ``(N,)`` values and its percentile-bootstrap 95% CI, ``(mean, lo, hi)``: a thin wrapper of
+    :func:`medxai_lib.evaluate.stats.bootstrap`."""
     values = np.asarray(values, dtype=float)
-    if values.ndim != 1 or len(values) == 0:
+    if values.ndim != 1:
         raise ValueError(f"values: expected a non-empty (N,) array, got shape {values.shape}")
-    draws = values[np.random.default_rng(seed).integers(0, len(values), (n_boot, len(values)))].mean(1)
-    lo, hi = np.quantile(draws, [0.025, 0.975])
-    return float(values.mean()), float(lo), float(hi)
+    estimate = bootstrap(values, n_boot=n_boot, seed=seed)
+    return estimate.value, estimate.lo, estimate.hi
 
 
 def ablation_table(effects: dict, random: dict, subsets: dict | None = None, seed: int = 0) -> "pandas.DataFrame":
     """One row per group: mean |ΔP| and signed ΔP with 95% CIs over images, for the group and for its
     random draws (per image, the mean over draws), on each image subset (name -> bool ``(N,)``).
-    ``effects``: name -> ``(N,)``; ``random``: name -> ``(R, N)``."""
+    ``effects``: name -> ``(N,)``; ``random``: name -> ``(R, N)``. Cells are ``"mean [lo, hi]"`` strings
+    (:func:`~medxai_lib.evaluate.stats.format_ci`)."""
     import pandas as pd
 
     def cell(values: np.ndarray) -> str:
-        m, lo, hi = mean_ci(values, seed=seed)
-        return f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        return str(bootstrap(values, seed=seed))
 
     n = len(next(iter(effects.values())))
     subsets = {"all": np.ones(n, bool)} if subsets is None else {k: np.asarray(v, bool) for k, v in subsets.items()}

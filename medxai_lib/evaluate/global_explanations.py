@@ -9,6 +9,8 @@ from sklearn.metrics import silhouette_score
 from sklearn.model_selection import train_test_split
 from sklearn.tree import DecisionTreeClassifier
 
+from medxai_lib.evaluate.stats import bootstrap_many
+
 
 def embedding_separation(embedding: np.ndarray, labels: np.ndarray) -> float:
     """Silhouette score of ``labels`` in an ``(N, d)`` embedding: 1 = separated clusters, 0 = mixed."""
@@ -148,18 +150,18 @@ def importance_summary(values: np.ndarray, null: np.ndarray, names: Sequence[str
     """Mean importance per feature with a bootstrap 95% CI over units, beside a control (``null``: the same
     measure for a permuted-label model or permuted labels, same units), and a rank that is only given where
     the importance's CI and the CI of (importance - null) both lie above 0; elsewhere the rank is empty (no
-    ranking inside the noise).
+    ranking inside the noise). The CIs come from :func:`~medxai_lib.evaluate.stats.bootstrap_many`, with one
+    resample of the units shared by the importance, the null and their difference.
     ``values``, ``null``: ``(N, F)``. Rows sorted by importance."""
     import pandas as pd
     values, null = np.asarray(values, dtype=float), np.asarray(null, dtype=float)
     if values.ndim != 2 or values.shape != null.shape or values.shape[1] != len(names):
         raise ValueError(f"values, null, names: expected two (N, F) arrays and F names, got {values.shape}, "
                          f"{null.shape}, {len(names)}")
-    idx = np.random.default_rng(seed).integers(0, len(values), size=(n_boot, len(values)))
-    draws, null_draws = values[idx].mean(1), null[idx].mean(1)                      # (B, F)
-    lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
-    n_lo, n_hi = np.quantile(null_draws, [0.025, 0.975], axis=0)
-    beyond = (np.quantile(draws - null_draws, 0.025, axis=0) > 0) & (lo > 0)
+    columns = np.concatenate([values, null, values - null], 1)            # (N, 3F), units resampled jointly
+    _, lows, highs = bootstrap_many(columns, n_boot, seed)
+    (lo, n_lo, d_lo), (hi, n_hi, _) = np.split(lows, 3), np.split(highs, 3)
+    beyond = (d_lo > 0) & (lo > 0)
     table = pd.DataFrame({"importance": values.mean(0), "CI low": lo, "CI high": hi, "null": null.mean(0),
                           "null CI low": n_lo, "null CI high": n_hi, "beats null": beyond}, index=list(names))
     table = table.sort_values("importance", ascending=False)

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 from skimage.metrics import structural_similarity
 
 import copy
@@ -24,6 +24,7 @@ from medxai_lib.data.phantoms.fundus import LESION_TYPES, dr_grade
 from medxai_lib.models.lesion_classifier import LesionTypeNet, classify_crops
 from medxai_lib.models.detector import DRDetector, detector_input
 from medxai_lib.models.pathogan import synthesize
+from medxai_lib.evaluate.stats import bootstrap
 
 
 def spread_positions(fov: torch.Tensor, width: int, height: int, count: int, seed: int = 0,
@@ -366,19 +367,25 @@ def box_grade_drop(detector: torch.nn.Module, inoculated: torch.Tensor, clean: t
     return predicted_scores(detector, inoculated) - predicted_scores(detector, restored)
 
 
+def spearman_statistic(samples: np.ndarray) -> np.ndarray:
+    """Spearman's rho of every bootstrap replicate of paired values, ``(B, N, 2)`` -> ``(B,)`` (ranks with
+    ties averaged, as :func:`scipy.stats.spearmanr`); 0 for a replicate where either variable is constant."""
+    samples = np.asarray(samples, dtype=float)
+    if samples.ndim != 3 or samples.shape[-1] != 2:
+        raise ValueError(f"samples: expected (B, N, 2) pairs (x, y), got shape {samples.shape}")
+    ranks = rankdata(samples, axis=1)
+    ranks = ranks - ranks.mean(1, keepdims=True)
+    rx, ry = ranks[..., 0], ranks[..., 1]
+    denominator = np.sqrt((rx ** 2).sum(1) * (ry ** 2).sum(1))
+    return np.where(denominator > 0, (rx * ry).sum(1) / np.where(denominator > 0, denominator, 1), 0.0)
+
+
 def spearman_ci(x: np.ndarray, y: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """Spearman's rho between ``x`` and ``y`` ``(N,)`` with a percentile bootstrap 95% CI over the N units
-    (resampled in one batched draw): ``(rho, lo, hi)``. Resamples where either variable is constant count as 0."""
+    (:func:`medxai_lib.evaluate.stats.bootstrap` of :func:`spearman_statistic`): ``(rho, lo, hi)``.
+    Resamples where either variable is constant count as 0."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape or x.ndim != 1 or len(x) < 3:
         raise ValueError(f"x, y: expected two (N >= 3,) arrays, got {x.shape} and {y.shape}")
-    from scipy.stats import rankdata
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(len(x), size=(n_boot, len(x)))
-    rx, ry = rankdata(x[draws], axis=1), rankdata(y[draws], axis=1)
-    rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
-    denominator = np.sqrt((rx ** 2).sum(1) * (ry ** 2).sum(1))
-    boot = np.where(denominator > 0, (rx * ry).sum(1) / np.where(denominator > 0, denominator, 1), 0.0)
-    rho = 0.0 if np.ptp(x) == 0 or np.ptp(y) == 0 else float(spearmanr(x, y)[0])
-    lo, hi = np.quantile(boot, [0.025, 0.975])
-    return rho, float(lo), float(hi)
+    estimate = bootstrap(np.stack([x, y], 1), spearman_statistic, n_boot, seed)
+    return estimate.value, estimate.lo, estimate.hi

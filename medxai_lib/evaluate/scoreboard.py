@@ -18,6 +18,7 @@ from torch import nn
 from medxai_lib.evaluate.faithfulness import deletion_insertion_many
 from medxai_lib.evaluate.localisation import auprc, energy_in_mask, pointing_game, topk_iou
 from medxai_lib.evaluate.robustness import sparseness
+from medxai_lib.evaluate.stats import Resampler, bootstrap_many, format_ci
 
 #: metric -> the good direction ("higher" or "lower"); sparseness is a property, not a score.
 METRICS: dict[str, str] = {"pointing game": "higher", "energy in mask": "higher", "top-k IoU": "higher",
@@ -107,43 +108,39 @@ def score_maps(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, targ
 
 def bootstrap_means(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
     """Means of ``values (N, M)`` over ``n_boot`` resamples of the N rows (the same rows for every
-    column: paired), ``(n_boot, M)``."""
+    column: paired), ``(n_boot, M)``: the replicates behind :func:`medxai_lib.evaluate.stats.bootstrap_many`
+    with the same ``n_boot`` and ``seed`` (its :class:`~medxai_lib.evaluate.stats.Resampler` draws the rows)."""
     values = np.asarray(values, dtype=float)
     if values.ndim != 2 or len(values) == 0 or not np.isfinite(values).all():
         raise ValueError(f"values: expected a finite, non-empty (N, M) array, got shape {values.shape}")
-    if not isinstance(n_boot, int) or n_boot < 100:
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 100:
         raise ValueError(f"n_boot: expected an int >= 100, got {n_boot!r}")
-    idx = np.random.default_rng(seed).integers(0, len(values), size=(n_boot, len(values)))
+    idx = Resampler(n_boot, seed).units(len(values))
     counts = np.zeros((n_boot, len(values)))
     np.add.at(counts, (np.arange(n_boot)[:, None], idx), 1.0)
     return counts @ values / len(values)
 
 
-def _format(mean: float, lo: float, hi: float, digits: int) -> str:
-    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
 def scoreboard(scores: MapScores, metrics: Sequence[str] = tuple(METRICS), n_boot: int = 2000, seed: int = 0
                ) -> "pandas.DataFrame":
-    """Mean and 95% bootstrap CI of every (method, metric) cell: a frame indexed by method with columns
-    ``(metric, "mean" | "lo" | "hi")``."""
+    """Mean and 95% bootstrap CI of every (method, metric) cell (:func:`~medxai_lib.evaluate.stats.bootstrap_many`,
+    methods resampled on the same images): a frame indexed by method with columns ``(metric, "mean" | "lo" | "hi")``."""
     import pandas as pd
     columns = {}
     for metric in metrics:
-        values = scores.values[metric]
-        draws = bootstrap_means(values, n_boot, seed)
-        lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
-        columns[(metric, "mean")], columns[(metric, "lo")], columns[(metric, "hi")] = values.mean(0), lo, hi
+        mean, lo, hi = bootstrap_many(scores.values[metric], n_boot, seed)
+        columns[(metric, "mean")], columns[(metric, "lo")], columns[(metric, "hi")] = mean, lo, hi
     frame = pd.DataFrame(columns, index=pd.Index(scores.methods, name="method"))
     frame.columns = pd.MultiIndex.from_tuples(frame.columns)
     return frame
 
 
 def formatted(board: "pandas.DataFrame", digits: int = 2) -> "pandas.DataFrame":
-    """A :func:`scoreboard` frame as ``"mean [lo, hi]"`` strings, one column per metric."""
+    """A :func:`scoreboard` frame as ``"mean [lo, hi]"`` strings (:func:`~medxai_lib.evaluate.stats.format_ci`),
+    one column per metric; ``digits`` is ignored (kept for old callers)."""
     import pandas as pd
     metrics = list(dict.fromkeys(board.columns.get_level_values(0)))
-    return pd.DataFrame({m: [_format(*board.loc[i, m][["mean", "lo", "hi"]], digits) for i in board.index]
+    return pd.DataFrame({m: [format_ci(*board.loc[i, m][["mean", "lo", "hi"]]) for i in board.index]
                          for m in metrics}, index=board.index)
 
 
@@ -153,10 +150,14 @@ def better_matrix(scores: MapScores, metric: str, n_boot: int = 2000, seed: int 
     import pandas as pd
     if metric not in METRICS:
         raise ValueError(f"metric: {metric!r} has no good direction; rankable: {list(METRICS)}")
-    draws = bootstrap_means(scores.values[metric], n_boot, seed)                       # (n_boot, M)
+    values = np.asarray(scores.values[metric], dtype=float)                               # (N, M)
     sign = 1.0 if METRICS[metric] == "higher" else -1.0
-    lo = np.quantile(sign * (draws[:, :, None] - draws[:, None, :]), 0.025, axis=0)    # (M, M)
-    return pd.DataFrame(lo > 0, index=scores.methods, columns=scores.methods)
+    i, j = np.triu_indices(values.shape[1], k=1)
+    beats = np.zeros((values.shape[1],) * 2, dtype=bool)
+    if len(i):
+        _, lo, hi = bootstrap_many(sign * (values[:, i] - values[:, j]), n_boot, seed)     # pairs resampled jointly
+        beats[i, j], beats[j, i] = lo > 0, hi < 0
+    return pd.DataFrame(beats, index=scores.methods, columns=scores.methods)
 
 
 def ranks(scores: MapScores, metrics: Sequence[str] = tuple(METRICS), n_boot: int = 2000, seed: int = 0
@@ -171,7 +172,7 @@ def ranks(scores: MapScores, metrics: Sequence[str] = tuple(METRICS), n_boot: in
 def by_group(scores: MapScores, groups: Sequence[str], metric: str, methods: Sequence[str] | None = None,
              n_boot: int = 2000, seed: int = 0, digits: int = 2) -> "pandas.DataFrame":
     """``"mean [lo, hi]"`` of one metric per group (e.g. abnormality kind) and overall: methods x
-    (groups..., "all"), with the group sizes in the column names."""
+    (groups..., "all"), with the group sizes in the column names; ``digits`` is ignored (kept for old callers)."""
     import pandas as pd
     groups = np.asarray(groups)
     if len(groups) != len(next(iter(scores.values.values()))):
@@ -183,7 +184,7 @@ def by_group(scores: MapScores, groups: Sequence[str], metric: str, methods: Seq
         board = scoreboard(MapScores(part.methods, {metric: part.values[metric]}), [metric], n_boot, seed)
         n = len(part.values[metric])
         columns[f"{'all' if group is None else group} (n={n})"] = [
-            _format(*board.loc[m, metric][["mean", "lo", "hi"]], digits) for m in methods]
+            format_ci(*board.loc[m, metric][["mean", "lo", "hi"]]) for m in methods]
     return pd.DataFrame(columns, index=pd.Index(methods, name="method"))
 
 

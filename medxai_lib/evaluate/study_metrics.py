@@ -14,6 +14,7 @@ import torch
 from scipy.stats import rankdata
 
 from medxai_lib.evaluate.classification import study_level
+from medxai_lib.evaluate.stats import bootstrap
 
 INTENSITY_QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99, 1.0)
 
@@ -76,17 +77,11 @@ def image_sample(dataset: "torch.utils.data.Dataset", limit: int | None = None, 
     return images, np.asarray(dataset.labels)[index]
 
 
-def _ci(units: np.ndarray, statistic, n_boot: int, seed: int) -> tuple[float, float, float]:
-    idx = np.random.default_rng(seed).integers(0, len(units), size=(n_boot, len(units)))
-    draws = statistic(units[idx])
-    lo, hi = np.quantile(draws, [0.025, 0.975])
-    return float(statistic(units[None])[0]), float(lo), float(hi)
-
-
 def study_table(probs: np.ndarray, labels: np.ndarray, study_ids: Sequence[str], body_parts: Sequence[str],
                 n_boot: int = 2000, seed: int = 0) -> "pandas.DataFrame":
-    """Study-level AUROC and kappa with 95% bootstrap CIs over studies: one row ``"all"`` then one per body
-    part (``n/a`` where a body part has studies of one class only)."""
+    """Study-level AUROC and kappa with 95% bootstrap CIs over studies (:func:`~medxai_lib.evaluate.stats.bootstrap`
+    of :func:`auroc_statistic` / :func:`kappa_statistic`, written ``"value [lo, hi]"``): one row ``"all"`` then
+    one per body part (``n/a`` where a body part has studies of one class only)."""
     import pandas as pd
     units, ids = study_units(probs, labels, study_ids)
     part_of = dict(zip(study_ids, body_parts))
@@ -97,11 +92,7 @@ def study_table(probs: np.ndarray, labels: np.ndarray, study_ids: Sequence[str],
         row = {"studies": len(sel), "abnormal": int(sel[:, 1].sum())}
         both = 0 < row["abnormal"] < len(sel)
         for label, statistic in (("AUROC", auroc_statistic), ("kappa", kappa_statistic)):
-            if both:
-                value, lo, hi = _ci(sel, statistic, n_boot, seed)
-                row[label] = f"{value:.2f} [{lo:.2f}, {hi:.2f}]"
-            else:
-                row[label] = "n/a (one class)"
+            row[label] = str(bootstrap(sel, statistic, n_boot, seed)) if both else "n/a (one class)"
         rows[name] = row
     return pd.DataFrame(rows).T.rename_axis("body part")
 

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from medxai_lib.explain import cam_family, gradients, perturbation
 from medxai_lib.explain.cam import cam, grad_cam
@@ -118,13 +119,21 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in [
 
 def attribute(model: Any, images: torch.Tensor, method: str, layer: Any = None, classes: Any = None,
               **kwargs: Any) -> torch.Tensor:
-    """Run ``method`` (a key of :data:`METHODS`) and return its native output (see ``MethodInfo.output``)."""
+    """Run ``method`` (a key of :data:`METHODS`) and return its native output (see ``MethodInfo.output``).
+
+    A model-specific method needs ``model`` to be an ``nn.Module`` (a ``TypeError`` naming ``model``
+    otherwise); a model-agnostic one takes any function from images to ``(B, K)`` scores."""
     if not isinstance(method, str):
         raise TypeError(f"method: expected one method name (a str), got {method!r}; "
                         f"call attribute once per method, valid methods: {', '.join(sorted(METHODS))}")
     if method not in METHODS:
         raise ValueError(f"method: unknown {method!r}; valid methods: {', '.join(sorted(METHODS))}")
     info = METHODS[method]
+    if info.access == _SPEC and not isinstance(model, nn.Module):
+        agnostic = ", ".join(sorted(n for n, m in METHODS.items() if m.access == _AGN))
+        raise TypeError(f"model: method {method!r} is model-specific (it reads the model's layers, weights or "
+                        f"gradients), so it needs a torch.nn.Module, got {type(model).__name__}; wrap a function "
+                        f"in an nn.Module, or use a model-agnostic method ({agnostic})")
     if info.needs_layer:
         if layer is None:
             raise ValueError(f"layer: method {method!r} needs a layer (a module or dotted name, e.g. 'features')")

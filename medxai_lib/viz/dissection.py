@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from medxai_lib.evaluate.dissection import NetworkDissection, mean_ci
+from medxai_lib.evaluate.dissection import NetworkDissection
+from medxai_lib.evaluate.stats import bootstrap
 from medxai_lib.explain.cam import upsample
 from medxai_lib.viz.colours import CATEGORY_COLOURS, EVIDENCE_COLOUR, draw_contour
 from medxai_lib.viz.overlays import to_display
@@ -131,8 +132,9 @@ def plot_ablation_effects(effects: Mapping[str, np.ndarray], random: Mapping[str
                 tested, draws = np.abs(tested), np.abs(draws)
             for dx, values, colour, label in ((-0.12, tested, CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)], "units"),
                                               (0.12, draws.mean(0), "grey", "random")):
-                m, lo, hi = mean_ci(values, seed=seed)
-                ax.errorbar(i + dx, m, yerr=[[m - lo], [hi - m]], fmt="o", color=colour, capsize=4, markersize=6)
+                est = bootstrap(values, seed=seed)
+                ax.errorbar(i + dx, est.value, yerr=[[est.value - est.lo], [est.hi - est.value]], fmt="o",
+                            color=colour, capsize=4, markersize=6)
             ax.scatter(np.full(len(draws), i + 0.22), draws.mean(1), s=10, color="grey", alpha=0.6)
         ax.set_xticks(range(len(names)), [f"{n}\n(vs random)" for n in names], fontsize=8)
         ax.axhline(0, color="black", linewidth=0.8)

@@ -12,7 +12,7 @@ from medxai_lib.data.lesions import LESION_KINDS, DescriptorBank
 from medxai_lib.viz.overlays import to_display
 
 KIND_COLOURS = dict(zip(LESION_KINDS + ("unknown", "none"),
-                        ("magenta", "red", "yellow", "white", "lime", "cyan", "grey")))
+                        ("magenta", "red", "darkorange", "white", "lime", "royalblue", "grey")))
 
 
 def draw_boxes(ax: plt.Axes, bank: DescriptorBank, colour: str | None = None, margin: float = 1.0) -> None:
@@ -61,7 +61,7 @@ def plot_fundus_rows(rows: dict[str, torch.Tensor], banks: dict[str, Sequence[De
         handles = [Rectangle((0, 0), 1, 1, fill=False, ec=KIND_COLOURS.get(k, "cyan"), lw=2, label=f"box: {k}")
                    for k in sorted(kinds_drawn)]
         legend = fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=7, frameon=True)
-        legend.get_frame().set_facecolor("0.35")         # a grey ground, so that white and yellow boxes show
+        legend.get_frame().set_facecolor("0.35")         # a grey ground, so that white and orange boxes show
         for text in legend.get_texts():
             text.set_color("white")
     return fig

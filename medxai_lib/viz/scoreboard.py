@@ -10,6 +10,7 @@ import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.lines import Line2D
 
+from medxai_lib.evaluate.stats import format_ci
 from medxai_lib.viz.colours import EVIDENCE_COLOUR, draw_contour
 from medxai_lib.viz.overlays import to_display
 
@@ -66,7 +67,8 @@ def plot_method_maps(images: torch.Tensor, maps: Mapping[str, torch.Tensor], mas
 def plot_rank_table(board: "pandas.DataFrame", rank_frame: "pandas.DataFrame", directions: Mapping[str, str],
                     baselines: Sequence[str] = (), title: str | None = None, digits: int = 2) -> plt.Figure:
     """A rank heatmap: cell colour = rank within its column (1 = best, the same colour for tied ranks),
-    annotated with the mean and its 95% CI; column titles carry the good direction (up or down arrow);
+    annotated with the mean and its 95% CI (:func:`~medxai_lib.evaluate.stats.format_ci`; ``digits`` is ignored,
+    kept for old callers); column titles carry the good direction (up or down arrow);
     ``baselines`` rows are labelled in italics below a line. ``board`` is a
     :func:`medxai_lib.evaluate.scoreboard.scoreboard` frame, ``rank_frame`` the matching ranks."""
     metrics = list(rank_frame.columns)
@@ -79,7 +81,8 @@ def plot_rank_table(board: "pandas.DataFrame", rank_frame: "pandas.DataFrame", d
         for j, metric in enumerate(metrics):
             mean, lo, hi = (board.loc[method, (metric, k)] for k in ("mean", "lo", "hi"))
             colour = "black" if ranks[i, j] < 0.45 * len(methods) else "white"     # light cells: dark text
-            ax.text(j, i, f"#{int(ranks[i, j])}  {mean:.{digits}f}\n[{lo:.{digits}f}, {hi:.{digits}f}]",
+            cell = format_ci(mean, lo, hi).replace(" [", "\n[", 1)                    # the CI on a second line
+            ax.text(j, i, f"#{int(ranks[i, j])}  {cell}",
                     ha="center", va="center", fontsize=7, color=colour)
     arrows = {"higher": "\u2191 higher is better", "lower": "\u2193 lower is better"}
     ax.set_xticks(range(len(metrics)), [f"{m}\n{arrows[directions[m]]}" for m in metrics], fontsize=8)

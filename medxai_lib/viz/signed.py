@@ -24,12 +24,18 @@ def symmetric_limit(maps: torch.Tensor, quantile: float = 0.995) -> float:
 def plot_signed_maps(images: torch.Tensor, columns: Mapping[str, torch.Tensor], masks: torch.Tensor | None = None,
                      row_titles: Sequence[str] | None = None, title: str | None = None, shared: bool = True,
                      units: str = "attribution", cmap: str = "RdBu_r", alpha: float = 0.75,
-                     normalized_images: bool = True, cell_inches: float = 2.6, dpi: int = 100) -> plt.Figure:
+                     normalized_images: bool = True, cell_inches: float = 2.6, dpi: int = 100,
+                     sequential: Sequence[str] = (), sequential_cmap: str = "magma") -> plt.Figure:
     """Rows = images, columns = the image then one signed map per entry of ``columns`` (``(B, 1, h, w)`` or
     ``(B, 1, 1, H, W)``, upsampled bilinearly), drawn with a diverging ``cmap`` centred on 0 over a grey
     copy of the image. ``shared``: one symmetric scale for every column (compare magnitudes across methods
-    in the same ``units``); else one per column (each column's scale in its colour bar). ``masks
-    (B, 1, H, W)`` are outlined in the evidence colour. Panels are ``cell_inches * dpi`` pixels wide."""
+    in the same ``units``); else one per column (each column's scale in its colour bar). Columns named in
+    ``sequential`` are >= 0 by construction (Grad-CAM, attention): drawn with ``sequential_cmap`` from 0 to
+    their limit. ``masks (B, 1, H, W)`` are outlined in the evidence colour. Panels are ``cell_inches * dpi``
+    pixels wide."""
+    unknown = set(sequential) - set(columns)
+    if unknown:
+        raise ValueError(f"sequential: {sorted(unknown)} are not among the columns {list(columns)}")
     if images.ndim != 4:
         raise ValueError(f"images: expected (B, C, H, W), got {tuple(images.shape)}")
     size = tuple(images.shape[-2:])
@@ -55,7 +61,8 @@ def plot_signed_maps(images: torch.Tensor, columns: Mapping[str, torch.Tensor], 
             axes[row, 0].set_ylabel(row_titles[row], fontsize=8)
         for col, (name, maps) in enumerate(shown.items(), start=1):
             axes[row, col].imshow(grey, cmap="gray", vmin=0, vmax=1)
-            heat[name] = axes[row, col].imshow(maps[row], cmap=cmap, vmin=-limits[name], vmax=limits[name], alpha=alpha)
+            low, colours = (0.0, sequential_cmap) if name in sequential else (-limits[name], cmap)
+            heat[name] = axes[row, col].imshow(maps[row], cmap=colours, vmin=low, vmax=limits[name], alpha=alpha)
             if row == 0:
                 axes[row, col].set_title(name, fontsize=8)
         if masks is not None:
@@ -65,11 +72,13 @@ def plot_signed_maps(images: torch.Tensor, columns: Mapping[str, torch.Tensor], 
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     if shared:
-        fig.colorbar(next(iter(heat.values())), ax=axes, shrink=0.6, label=f"{units} (one scale, centred on 0)")
+        signed = all(name not in sequential for name in shown)
+        fig.colorbar(next(iter(heat.values())), ax=axes, shrink=0.6,
+                     label=f"{units} (one scale{', centred on 0' if signed else ', from 0'})")
     else:
         for col, name in enumerate(shown, start=1):
             fig.colorbar(heat[name], ax=axes[:, col], orientation="horizontal", shrink=0.85, pad=0.03,
-                         label=f"{units}, own scale")
+                         label=f"{units}, own scale" + (", >= 0" if name in sequential else ""))
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

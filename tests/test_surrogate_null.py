@@ -1,0 +1,63 @@
+"""The label-flip null for a surrogate judged on the black box's errors (notebook 01), and signed-map figures
+that draw maps >= 0 on a sequential scale."""
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from sklearn.tree import DecisionTreeClassifier
+
+from medxai_lib.evaluate.surrogates import compare_surrogates, label_flip_null
+from medxai_lib.viz.signed import plot_signed_maps
+
+matplotlib.use("Agg")
+
+
+def _task(systematic: bool, seed: int = 0):
+    """A rule y = [x0 > 0]; the black box errs on 30 units, either where x1 > 1.2 (learnable) or at random."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(600, 4))
+    y = (X[:, 0] > 0).astype(int)
+    where = np.flatnonzero(X[:, 1] > 1.2)[:30] if systematic else rng.choice(600, 30, replace=False)
+    black_box = y.copy()
+    black_box[where] = 1 - black_box[where]
+    return X, black_box, y
+
+
+def test_systematic_errors_beat_the_null_and_random_errors_do_not():
+    tree = DecisionTreeClassifier(max_leaf_nodes=12, random_state=0)
+    for systematic in (True, False):
+        X, black_box, y = _task(systematic)
+        null = label_flip_null(X, black_box, y, tree, n_draws=8)
+        distilled = compare_surrogates(X, black_box, y, {"t": tree})["t"].fidelity(on_errors=True)[0]
+        assert null.shape == (8, 30) and set(np.unique(null)) <= {0.0, 1.0}
+        if systematic:
+            assert distilled > null.mean() + 0.3
+        else:
+            assert abs(distilled - null.mean()) < 0.15
+
+
+def test_the_flip_share_is_the_black_box_error_rate_and_deterministic():
+    X, black_box, y = _task(True)
+    tree = DecisionTreeClassifier(max_depth=1, random_state=0)
+    a, b = label_flip_null(X, black_box, y, tree, n_draws=3, seed=4), label_flip_null(X, black_box, y, tree, n_draws=3, seed=4)
+    assert np.array_equal(a, b) and a.shape[1] == int((black_box != y).sum())
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(n_draws=0), "n_draws"), (dict(labels=np.zeros(600, int)), "no errors|two classes"),
+                                           (dict(black_box=np.zeros(5, int)), "black_box, labels")])
+def test_bad_input(kwargs, match):
+    X, black_box, y = _task(True)
+    args = dict(features=X, black_box=black_box, labels=y, learner=DecisionTreeClassifier(), n_draws=2) | kwargs
+    with pytest.raises(ValueError, match=match):
+        label_flip_null(**args)
+
+
+def test_sequential_columns_start_at_zero_and_signed_ones_are_centred():
+    images = torch.rand(2, 3, 16, 16)
+    columns = {"signed": torch.randn(2, 1, 4, 4), "grad-cam": torch.rand(2, 1, 4, 4)}
+    fig = plot_signed_maps(images, columns, shared=False, normalized_images=False, sequential=["grad-cam"])
+    heat = [im for ax in fig.axes for im in ax.get_images() if im.get_cmap().name in ("RdBu_r", "magma")]
+    limits = {im.get_cmap().name: im.get_clim() for im in heat}
+    assert limits["magma"][0] == 0 and limits["RdBu_r"][0] == -limits["RdBu_r"][1]
+    with pytest.raises(ValueError, match="sequential"):
+        plot_signed_maps(images, columns, sequential=["missing"], normalized_images=False)
