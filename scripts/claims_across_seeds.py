@@ -153,17 +153,21 @@ def main(argv: list[str] | None = None, notebooks: Path = ROOT / "notebooks") ->
                 print(f"{book.stem} seed {seed}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) +
                       f" ({seconds[book.stem][seed]:.0f} s)", flush=True)
     record_path = args.out.with_suffix(".json")        # every run's parsed lines, so that a narrower run merges
-    if args.names and record_path.is_file():
-        previous = json.loads(record_path.read_text())
-        for book in sorted(set(previous["results"]) - set(results)):
-            results[book] = {int(k): v for k, v in previous["results"][book].items()}
-            seconds[book] = {int(k): v for k, v in previous["seconds"].get(book, {}).items()}
+    all_seeds = list(args.seeds)
+    if record_path.is_file() and (args.names or set(args.seeds) != set(json.loads(record_path.read_text())["seeds"])):
+        previous = json.loads(record_path.read_text())     # keep what this run did not redo: other notebooks, other seeds
+        for book, by_seed in previous["results"].items():
+            for seed, found in by_seed.items():
+                if int(seed) not in results.get(book, {}):
+                    results.setdefault(book, {})[int(seed)] = found
+                    seconds.setdefault(book, {})[int(seed)] = previous["seconds"].get(book, {}).get(seed, float("nan"))
+        all_seeds = sorted(set(all_seeds) | {int(s) for s in previous["seeds"]})
         results = OrderedDict(sorted(results.items()))
     record_path.parent.mkdir(parents=True, exist_ok=True)
-    record_path.write_text(json.dumps({"seeds": args.seeds, "results": results, "seconds": seconds}, indent=1))
+    record_path.write_text(json.dumps({"seeds": all_seeds, "results": results, "seconds": seconds}, indent=1))
     header = (f"Run on {os.cpu_count()} CPU cores ({platform.machine()}), torch {torch_version()}, "
               f"{time.strftime('%Y-%m-%d')}; models trained afresh per seed unless cached (`MEDXAI_CACHE`).")
-    failures = errors + write_table(results, args.seeds, args.out, seconds, header)
+    failures = errors + write_table(results, all_seeds, args.out, seconds, header)
     print(f"wrote {args.out}")
     for failure in failures:
         print(f"    {failure}")

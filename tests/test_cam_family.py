@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from medxai_lib.explain import (ablation_cam, eigen_cam, grad_cam, grad_cam_pp, hires_cam, layer_cam, normalize,
-                                score_cam, upsample, xgrad_cam)
+                                score_cam, xgrad_cam)
 from medxai_lib.explain.capture import eval_mode
 
 from helpers import phantom_images, textured_densenet

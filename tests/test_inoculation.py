@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from medxai_lib.evaluate.inoculation import (anatomy_scores, copies_at, redetection, severity_curve,
+from medxai_lib.evaluate.inoculation import (anatomy_scores, copies_at, redetection,
                                              spread_positions)
 from medxai_lib.explain.descriptors import Descriptor, DescriptorBank
 from medxai_lib.models.detector import DRDetector
@@ -28,15 +28,6 @@ def test_spread_positions_do_not_overlap_and_stay_in_the_fov():
     assert taken.max() == 1
     bank = copies_at(_descriptor(), corners[:3])
     assert [d.box[:2] for d in bank] == corners[:3]
-
-
-def test_severity_curve_spearman_and_errors():
-    rising = np.array([[0.1, 0.2], [1.0, 1.2], [2.0, 1.9], [2.5, 3.0]])
-    means, rho = severity_curve(rising)
-    assert np.allclose(means, [0.15, 1.1, 1.95, 2.75]) and rho == pytest.approx(1.0)
-    assert severity_curve(rising[::-1])[1] == pytest.approx(-1.0)
-    with pytest.raises(ValueError, match="scores_by_count"):
-        severity_curve(np.zeros((2, 3)))
 
 
 def test_anatomy_scores_count_only_the_region():

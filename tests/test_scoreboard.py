@@ -8,7 +8,7 @@ from torch import nn
 from medxai_lib.evaluate.baselines import baseline_maps, centre_prior, random_maps, sobel_maps
 from medxai_lib.evaluate.faithfulness import deletion_insertion, deletion_insertion_many
 from medxai_lib.evaluate.sanity import collapsed, randomisation_test, similarity_or_nan
-from medxai_lib.evaluate.scoreboard import (MapScores, bootstrap_means, by_group, formatted, one_view_per_study,
+from medxai_lib.evaluate.scoreboard import (MapScores, by_group, formatted, one_view_per_study,
                                             ranks, score_maps, scoreboard)
 from medxai_lib.evaluate.stats import format_ci
 from medxai_lib.explain import grad_cam, guided_backprop
@@ -97,20 +97,6 @@ def test_score_maps_rewards_the_map_that_marks_the_evidence():
     assert scores.curves["good"][0].shape == (4, 7)
     with pytest.raises(ValueError, match="non-empty evidence mask"):
         score_maps(_LooksAtTopLeft(), images, torch.zeros_like(masks), torch.zeros(4, dtype=torch.long), {"good": good})
-
-
-def test_bootstrap_means_are_paired_and_match_the_mean():
-    rng = np.random.default_rng(0)
-    values = rng.normal(size=(50, 3))
-    draws = bootstrap_means(values, n_boot=400, seed=1)
-    assert draws.shape == (400, 3)
-    assert draws.mean(0) == pytest.approx(values.mean(0), abs=0.05)
-    shifted = bootstrap_means(np.stack([values[:, 0], values[:, 0] + 1.0], 1), n_boot=400, seed=1)
-    assert np.allclose(shifted[:, 1] - shifted[:, 0], 1.0)          # same rows for both columns
-    with pytest.raises(ValueError, match="values"):
-        bootstrap_means(np.array([[np.nan]]))
-    with pytest.raises(ValueError, match="n_boot"):
-        bootstrap_means(values, n_boot=10)
 
 
 def _scores(columns, metric="energy in mask"):

@@ -6,8 +6,6 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from sklearn.metrics import silhouette_score
-from sklearn.model_selection import train_test_split
-from sklearn.tree import DecisionTreeClassifier
 
 from medxai_lib.evaluate.stats import bootstrap_many
 
@@ -31,20 +29,6 @@ def separation_per_unit(embedding: np.ndarray, labels: np.ndarray) -> np.ndarray
     if len(np.unique(labels)) < 2:
         raise ValueError("labels: need at least two groups to measure separation")
     return silhouette_samples(embedding, labels)
-
-
-def distill_tree(features: np.ndarray, teacher_predictions: np.ndarray, max_depth: int = 3, test_size: float = 0.3,
-                 seed: int = 0, feature_names: Sequence[str] | None = None
-                 ) -> tuple[DecisionTreeClassifier, float]:
-    """Fit a depth-limited tree to mimic a model's predicted classes from interpretable ``features``
-    ``(N, F)``; returns ``(tree, fidelity)`` where fidelity = agreement with the model on held-out rows."""
-    X_train, X_test, y_train, y_test = train_test_split(np.asarray(features), np.asarray(teacher_predictions),
-                                                        test_size=test_size, random_state=seed,
-                                                        stratify=np.asarray(teacher_predictions))
-    tree = DecisionTreeClassifier(max_depth=max_depth, random_state=seed).fit(X_train, y_train)
-    if feature_names is not None:
-        tree.feature_names_ = list(feature_names)
-    return tree, float((tree.predict(X_test) == y_test).mean())
 
 
 def _probabilities_of(model: "torch.nn.Module", dataset: "torch.utils.data.Dataset", batch_size: int,
@@ -84,18 +68,6 @@ def cue_importance_per_unit(model: "torch.nn.Module", dataset: "torch.utils.data
             out["null drop"][:, c] += ((before == null_labels).astype(float) - (after == null_labels)) / n_repeats
             out["|change of P|"][:, c] += np.abs(shuffled - base).sum(1) / 2 / n_repeats
     return out
-
-
-def cue_permutation_importance(model: "torch.nn.Module", dataset: "torch.utils.data.Dataset", cues: Sequence[str],
-                               n_repeats: int = 2, seed: int = 0, device: str = "auto", batch_size: int = 64
-                               ) -> "pandas.DataFrame":
-    """:func:`cue_importance_per_unit` averaged over the images: one row per cue with the drop in accuracy
-    against the labels and the mean absolute change of the predicted probability, sorted by the drop."""
-    import pandas as pd
-    per_unit = cue_importance_per_unit(model, dataset, cues, n_repeats, seed, device, batch_size)
-    return pd.DataFrame({"accuracy drop": per_unit["accuracy drop"].mean(0),
-                         "mean |change of P|": per_unit["|change of P|"].mean(0)},
-                        index=list(cues)).sort_values("accuracy drop", ascending=False)
 
 
 def permutation_importance_per_unit(predict_proba: Callable[[np.ndarray], np.ndarray], X: np.ndarray,

@@ -86,16 +86,6 @@ def redetection(detector: DRDetector, synthetic: torch.Tensor, banks: Sequence[D
     return Redetection(float(hits.mean()), float(chance.mean()), float(energy.mean()), hits)
 
 
-def severity_curve(scores_by_count: np.ndarray) -> tuple[np.ndarray, float]:
-    """``(N_counts, N_images)`` predicted grades for 0, 1, ... inoculated lesions -> (mean per count,
-    Spearman rho between count and mean grade)."""
-    scores_by_count = np.asarray(scores_by_count, dtype=float)
-    if scores_by_count.ndim != 2 or len(scores_by_count) < 3:
-        raise ValueError(f"scores_by_count: expected (N_counts >= 3, N_images), got {scores_by_count.shape}")
-    means = scores_by_count.mean(1)
-    return means, float(spearmanr(np.arange(len(means)), means)[0])
-
-
 def anatomy_scores(images: torch.Tensor, reference: torch.Tensor, region: torch.Tensor) -> dict[str, np.ndarray]:
     """Per image ``(B,)``: mean L1 and SSIM between ``images`` and ``reference`` ``(B, 3, S, S)`` inside
     ``region`` ``(B, 1, S, S)`` (e.g. the field of view outside the lesion boxes)."""

@@ -3,6 +3,10 @@
 Every metric here is undefined for an image whose mask is empty (nothing to point at): it returns
 NaN there, never a 0 that would count as a miss; summaries average the defined values and say how
 many images were left out. Maps or masks with NaN or infinite values are refused.
+
+Each metric states its good direction and its chance level (what a map that knows nothing scores) beside its
+definition, and where it departs from Quantus (Hedström et al. 2023), which keeps a ``score_direction`` with
+each metric; :data:`SCORE_DIRECTION` is the same here.
 """
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ import numbers
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+SCORE_DIRECTION = {"pointing game": "higher", "energy in mask": "higher", "top-k IoU": "higher", "AUPRC": "higher"}
 
 
 def _check_finite(name: str, tensor: torch.Tensor) -> None:
@@ -67,7 +74,11 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor, tolerance: int = 0) -
     """Hit if the map's maximum (after bilinear upsampling to the mask) lies in the mask dilated by
     ``tolerance`` pixels. ``maps (B, T, h, w)``, ``masks (B, 1, H, W)`` -> ``(B, T)`` float: 1.0 hit,
     0.0 miss, NaN for an empty mask (undefined). Ties go to the first maximum in raster order, so a
-    constant map usually misses."""
+    constant map usually misses.
+
+    Good direction: higher. Chance level: the area share of the dilated mask (:func:`mask_fraction`). Differs
+    from Quantus' ``PointingGame``, which counts a hit when *any* of several tied maxima lies in the mask (a
+    constant map then always hits)."""
     tolerance = _check_tolerance(tolerance)
     maps, masks = _align(maps, masks)
     empty = _empty(masks)
@@ -80,7 +91,11 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor, tolerance: int = 0) -
 
 def energy_in_mask(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Share of the positive map mass inside the mask (energy-based pointing game), ``(B, T)``.
-    A map with no positive mass scores 0; an empty mask gives NaN (undefined)."""
+    A map with no positive mass scores 0; an empty mask gives NaN (undefined).
+
+    Good direction: higher. Chance level: the mask's area share (a uniform map). Positive mass only: negative
+    values are clipped to 0 first, unlike Quantus' ``RelevanceMassAccuracy``, which sums the raw values (so
+    there a signed map's negative mass outside the mask raises the score)."""
     maps, masks = _align(maps, masks)
     positive = maps.clamp_min(0).flatten(2)
     inside = (positive * masks.flatten(2)).sum(-1)
@@ -127,7 +142,11 @@ def localisation_summary(maps_by_name: dict[str, torch.Tensor], masks: torch.Ten
 
 def topk_iou(maps: torch.Tensor, masks: torch.Tensor, k: float = 0.05) -> torch.Tensor:
     """IoU between the top ``k`` share of each map's pixels and the mask, ``(B, T)``; NaN for an
-    empty mask (undefined)."""
+    empty mask (undefined).
+
+    Good direction: higher. Chance level: for a mask of area share m, random top-k pixels give about
+    ``k m / (k + m - k m)``. Quantus' ``TopKIntersection`` counts the share of the top k pixels inside the mask
+    (a precision), not an IoU."""
     if isinstance(k, bool) or not isinstance(k, numbers.Real) or not 0 < k <= 1:
         raise ValueError(f"k: expected a fraction in (0, 1], got {k!r}")
     maps, masks = _align(maps, masks)
@@ -144,7 +163,10 @@ def topk_iou(maps: torch.Tensor, masks: torch.Tensor, k: float = 0.05) -> torch.
 
 def auprc(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Area under the precision-recall curve of pixel scores against the mask (average precision),
-    ``(B, T)``; NaN for an empty mask. Chance level = the mask's area share."""
+    ``(B, T)``; NaN for an empty mask.
+
+    Good direction: higher. Chance level: the mask's area share. Average precision (scikit-learn's step
+    interpolation), which Quantus has no counterpart of (its ``AUC`` metric is the ROC AUC of pixel scores)."""
     from sklearn.metrics import average_precision_score
     maps, masks = _align(maps, masks)
     out = torch.full(maps.shape[:2], float("nan"))

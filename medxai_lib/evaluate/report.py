@@ -1,4 +1,5 @@
-"""Every method on the same images, scored by every metric: the table behind notebook 04."""
+"""Every method on the same images, scored by every metric: the table behind notebook 04 (cached maps, scores and
+the method report)."""
 from __future__ import annotations
 
 import time
@@ -7,15 +8,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from medxai_lib.evaluate.baselines import random_maps
 from medxai_lib.evaluate.faithfulness import deletion_insertion
 from medxai_lib.evaluate.localisation import auprc, defined_mean, empty_masks, energy_in_mask, pointing_game, topk_iou
 from medxai_lib.evaluate.robustness import sparseness
 from medxai_lib.explain.registry import METHODS, as_heatmap, attribute
-
-
-def random_maps(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
-    """Uniform random heatmaps: the baseline every method must beat."""
-    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
 
 
 def method_report(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, targets: torch.Tensor,
@@ -44,7 +41,7 @@ def method_report(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, t
         output = attribute(model, images, name, classes=targets, **kwargs)
         seconds[name] = time.perf_counter() - start
         heatmaps[name] = as_heatmap(output.detach(), tuple(size))[:, 0].cpu()
-    heatmaps["random"] = random_maps((images.shape[0], *size), seed)
+    heatmaps["random"] = random_maps(images.shape[0], tuple(size), seed)
     seconds["random"] = 0.0
     n_empty = int(empty_masks(masks).sum())
     rows = []

@@ -30,32 +30,6 @@ def retrieval_scores(scores: np.ndarray, relevant: np.ndarray, k: int = 10) -> d
     return {f"P@{k}": float(relevant[order[:k]].mean()), "AP": float(average_precision_score(relevant, scores))}
 
 
-def attention_on_attributes(reports: Sequence[Sequence[str]], attentions: Sequence[torch.Tensor],
-                            attribute_masks: torch.Tensor) -> "pandas.DataFrame":
-    """For every generated attribute word (see ``ATTRIBUTE_WORDS``) whose attribute is present in the
-    image: the attention mass inside that attribute's region, beside the region's area share.
-    ``reports``: generated words per image; ``attentions``: per image ``(len, h, w)``;
-    ``attribute_masks (N, 5, H, W)``. Returns one row per attribute (means over words)."""
-    import pandas as pd
-    word_to_attr = {w: a for a, words in ATTRIBUTE_WORDS.items() for w in words}
-    rows: dict[str, list[tuple[float, float]]] = {a: [] for a in ATTRIBUTES}
-    size = attribute_masks.shape[-2:]
-    for words, att, masks in zip(reports, attentions, attribute_masks):
-        for t, word in enumerate(words):
-            attribute = word_to_attr.get(word)
-            if attribute is None or t >= len(att):
-                continue
-            region = masks[ATTRIBUTES.index(attribute)] > 0.5
-            if not region.any():
-                continue
-            up = F.interpolate(att[t][None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
-            up = up.clamp_min(0) / up.clamp_min(0).sum().clamp_min(1e-12)
-            rows[attribute].append((float(up[region].sum()), float(region.float().mean())))
-    return pd.DataFrame({a: {"words": len(v), "attention in region": np.mean([m for m, _ in v]) if v else np.nan,
-                             "region area share": np.mean([s for _, s in v]) if v else np.nan}
-                         for a, v in rows.items()}).T
-
-
 _SEVERE = {"severe", "severely", "frequent", "very", "completely", "complete", "densely", "markedly", "most"}
 _MILD = {"mild", "mildly", "rare", "occasional", "some", "partially"}
 _NONE = {"no", "not", "uniform", "absent", "preserved", "inconspicuous", "normal", "regular"}

@@ -17,7 +17,6 @@ from typing import Callable, Mapping
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 from torch import nn
 
@@ -55,47 +54,6 @@ def _normalise(a: np.ndarray) -> np.ndarray:
     return (a - a.min()) / span if span > 0 else np.zeros_like(a)
 
 
-def map_similarity(a: torch.Tensor, b: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Spearman rank correlation and SSIM (maps min-max scaled to [0, 1]) of ``(B, H, W)`` pairs."""
-    if a.shape != b.shape or a.ndim != 3:
-        raise ValueError(f"a, b: expected two (B, H, W) tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    rho, ssim = [], []
-    for x, y in zip(a.detach().cpu().numpy(), b.detach().cpu().numpy()):
-        r = spearmanr(x.ravel(), y.ravel()).statistic if x.std() > 0 and y.std() > 0 else 0.0
-        rho.append(r)
-        ssim.append(structural_similarity(_normalise(x), _normalise(y), data_range=1.0))
-    return np.asarray(rho, dtype=float), np.asarray(ssim, dtype=float)
-
-
-def cascading_randomization(model: nn.Module, images: torch.Tensor,
-                            explain: Callable[[nn.Module, torch.Tensor], torch.Tensor],
-                            order: list[str] | None = None, seed: int = 0, absolute: bool = True
-                            ) -> "pandas.DataFrame":
-    """Randomise ``order`` (default :func:`randomization_order`) cumulatively on a copy of the model.
-
-    ``explain(model, images) -> (B, H, W)`` heatmaps. ``absolute``: compare ``|map|`` (Adebayo et
-    al. show both). Returns one row per step: the last block randomised, mean Spearman and mean SSIM
-    against the trained model's maps.
-    """
-    import pandas as pd
-    order = randomization_order(model) if order is None else order
-    named = dict(model.named_modules())
-    unknown = [n for n in order if n not in named]
-    if unknown:
-        raise ValueError(f"order: no submodules named {unknown}")
-    prep = (lambda m: m.abs()) if absolute else (lambda m: m)
-    reference = prep(explain(model, images))
-    shadow = copy.deepcopy(model).eval()
-    shadow_named = dict(shadow.named_modules())
-    generator = torch.Generator().manual_seed(seed)
-    rows = []
-    for name in order:
-        randomize_module(shadow_named[name], generator)
-        rho, ssim = map_similarity(reference, prep(explain(shadow, images)))
-        rows.append({"randomised down to": name, "spearman": float(rho.mean()), "ssim": float(ssim.mean())})
-    return pd.DataFrame(rows)
-
-
 def collapsed(maps: torch.Tensor, rtol: float = 1e-6) -> np.ndarray:
     """``(B,)`` bool: which ``(B, H, W)`` maps are constant (max - min <= ``rtol`` x max |map|, or all zero)."""
     if maps.ndim != 3:
@@ -111,7 +69,7 @@ def _ranks(flat: np.ndarray) -> np.ndarray:
 
 
 def similarity_or_nan(a: torch.Tensor, b: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Spearman and SSIM of ``(B, H, W)`` pairs like :func:`map_similarity`, but NaN where either map has
+    """Spearman rank correlation and SSIM (of min-max scaled maps) of ``(B, H, W)`` pairs, NaN where either map has
     collapsed to a constant (the similarity is undefined there)."""
     if a.shape != b.shape or a.ndim != 3:
         raise ValueError(f"a, b: expected two (B, H, W) tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")

@@ -18,7 +18,7 @@ from torch import nn
 from medxai_lib.evaluate.faithfulness import deletion_insertion_many
 from medxai_lib.evaluate.localisation import auprc, energy_in_mask, pointing_game, topk_iou
 from medxai_lib.evaluate.robustness import sparseness
-from medxai_lib.evaluate.stats import Resampler, bootstrap_many, format_ci
+from medxai_lib.evaluate.stats import bootstrap_many, format_ci
 
 #: metric -> the good direction ("higher" or "lower"); sparseness is a property, not a score.
 METRICS: dict[str, str] = {"pointing game": "higher", "energy in mask": "higher", "top-k IoU": "higher",
@@ -104,21 +104,6 @@ def score_maps(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, targ
     values["sparseness"] = torch.stack([sparseness(maps[n]) for n in names], 1)
     return MapScores(names, {k: v.double().numpy() for k, v in values.items()},
                      {n: (c[0].numpy(), c[1].numpy()) for n, c in curves.items()})
-
-
-def bootstrap_means(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
-    """Means of ``values (N, M)`` over ``n_boot`` resamples of the N rows (the same rows for every
-    column: paired), ``(n_boot, M)``: the replicates behind :func:`medxai_lib.evaluate.stats.bootstrap_many`
-    with the same ``n_boot`` and ``seed`` (its :class:`~medxai_lib.evaluate.stats.Resampler` draws the rows)."""
-    values = np.asarray(values, dtype=float)
-    if values.ndim != 2 or len(values) == 0 or not np.isfinite(values).all():
-        raise ValueError(f"values: expected a finite, non-empty (N, M) array, got shape {values.shape}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 100:
-        raise ValueError(f"n_boot: expected an int >= 100, got {n_boot!r}")
-    idx = Resampler(n_boot, seed).units(len(values))
-    counts = np.zeros((n_boot, len(values)))
-    np.add.at(counts, (np.arange(n_boot)[:, None], idx), 1.0)
-    return counts @ values / len(values)
 
 
 def scoreboard(scores: MapScores, metrics: Sequence[str] = tuple(METRICS), n_boot: int = 2000, seed: int = 0

@@ -1,4 +1,5 @@
-"""Models: CAM-ready DenseNets (more models join as notebooks need them)."""
+"""Models: CAM-ready DenseNets (notebooks 00, 03, 04), the skin CNNs with and without an attention gate (01, 02),
+MDNet (05), the DR grade regressor, lesion classifier and Patho-GAN generator (06), and batched inference."""
 from torch import nn
 
 from medxai_lib.models.densenet import (CamReadyDenseNet, PretrainedWeightsUnavailable, densenet169,

@@ -1,4 +1,5 @@
-"""Figures: overlays and grids (explorers join later)."""
+"""Figures at lecture standard: overlays and grids, signed maps, galleries, per-notebook figures, and the
+ipywidgets explorers (:mod:`.explorer`)."""
 import matplotlib
 
 from medxai_lib.viz.colours import CATEGORY_COLOURS, CONFOUNDER_COLOUR, EVIDENCE_COLOUR, draw_contour

@@ -103,20 +103,6 @@ def plot_descriptor_gallery(bank: DescriptorBank, images: Sequence[torch.Tensor]
     return fig
 
 
-def plot_severity(counts: np.ndarray, scores: np.ndarray, label: str = "predicted grade") -> plt.Figure:
-    """Predicted grade (mean and per-image lines) against the number of inoculated lesions."""
-    fig, ax = plt.subplots(figsize=(4.5, 3))
-    ax.plot(counts, scores, color="0.8", lw=0.8)
-    ax.plot(counts, scores.mean(1), "o-", color="C3", lw=2, label="mean")
-    for threshold in (0.5, 1.5, 2.5, 3.5):
-        ax.axhline(threshold, color="0.6", ls=":", lw=0.8)
-    ax.set_xlabel("copies of one descriptor")
-    ax.set_ylabel(label)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 GRADE_NAMES = ("0 no DR", "1 mild", "2 moderate", "3 severe", "4 proliferative")
 
 

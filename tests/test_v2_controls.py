@@ -1,5 +1,6 @@
-"""The label-flip null for a surrogate judged on the black box's errors (notebook 01), and signed-map figures
-that draw maps >= 0 on a sequential scale."""
+"""Controls and metrics behind claim standard v2: the label-flip null for a surrogate judged on the black box's
+errors (notebook 01), signed-map figures that draw maps >= 0 on a sequential scale, and the localisation metrics'
+stated direction, chance level and difference from Quantus."""
 import matplotlib
 import numpy as np
 import pytest
@@ -61,3 +62,24 @@ def test_sequential_columns_start_at_zero_and_signed_ones_are_centred():
     assert limits["magma"][0] == 0 and limits["RdBu_r"][0] == -limits["RdBu_r"][1]
     with pytest.raises(ValueError, match="sequential"):
         plot_signed_maps(images, columns, sequential=["missing"], normalized_images=False)
+
+
+def test_every_localisation_metric_states_its_direction_chance_level_and_quantus_difference():
+    from medxai_lib.evaluate import localisation
+    functions = {"pointing game": localisation.pointing_game, "energy in mask": localisation.energy_in_mask,
+                 "top-k IoU": localisation.topk_iou, "AUPRC": localisation.auprc}
+    assert set(localisation.SCORE_DIRECTION) == set(functions)
+    for name, fn in functions.items():
+        doc = fn.__doc__
+        assert f"Good direction: {localisation.SCORE_DIRECTION[name]}" in doc and "Chance level" in doc and "Quantus" in doc
+
+
+def test_the_pointing_game_takes_the_first_of_tied_maxima_and_energy_clips_negative_mass():
+    from medxai_lib.evaluate.localisation import energy_in_mask, pointing_game
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[0, 0, 3, 3] = 1
+    constant = torch.ones(1, 1, 4, 4)                       # every pixel a tied maximum; Quantus would count a hit
+    assert pointing_game(constant, mask).item() == 0.0
+    signed = torch.full((1, 1, 4, 4), -1.0)
+    signed[0, 0, 3, 3] = 1.0
+    assert energy_in_mask(signed, mask).item() == 1.0       # the raw sum would be 1 / (1 - 15) < 0
