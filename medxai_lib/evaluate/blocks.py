@@ -91,9 +91,9 @@ def bootstrap_mean_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0, lev
 
 
 def ci_table(units: Mapping[str, Mapping[str, np.ndarray]], metrics: Sequence[str] = METRICS, seed: int = 0,
-             digits: int = 2) -> "pandas.DataFrame":
+             ) -> "pandas.DataFrame":
     """One row per map set, one ``"mean [lo, hi]"`` column per metric (95% bootstrap CI over units), written
-    by :func:`~medxai_lib.evaluate.stats.format_ci`; ``digits`` is ignored (kept for old callers)."""
+    by :func:`~medxai_lib.evaluate.stats.format_ci`."""
     import pandas as pd
     rows = {name: {metric: str(bootstrap(np.asarray(values[metric], float), seed=seed)) for metric in metrics}
             for name, values in units.items()}
@@ -120,11 +120,11 @@ def best_of(units: Mapping[str, Mapping[str, np.ndarray]], candidates: Sequence[
 
 
 def paired_differences(units: Mapping[str, Mapping[str, np.ndarray]], names: Sequence[str], control: str,
-                       metric: str = "pointing", n_boot: int = 2000, seed: int = 0, digits: int = 2
+                       metric: str = "pointing", n_boot: int = 2000, seed: int = 0
                        ) -> "pandas.DataFrame":
     """Each name's mean ``metric`` minus the control's on the same units, with a paired bootstrap 95% CI
     (:func:`~medxai_lib.evaluate.stats.difference`), and whether the CI excludes 0 (``"yes, above"`` /
-    ``"yes, below"`` / ``"no"``): one row per name. ``digits`` is ignored (kept for old callers)."""
+    ``"yes, below"`` / ``"no"``): one row per name."""
     import pandas as pd
     if control not in units or any(n not in units for n in names):
         raise ValueError(f"names, control: expected names in {list(units)}, got {list(names)} and {control!r}")

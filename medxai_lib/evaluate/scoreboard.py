@@ -120,9 +120,9 @@ def scoreboard(scores: MapScores, metrics: Sequence[str] = tuple(METRICS), n_boo
     return frame
 
 
-def formatted(board: "pandas.DataFrame", digits: int = 2) -> "pandas.DataFrame":
+def formatted(board: "pandas.DataFrame") -> "pandas.DataFrame":
     """A :func:`scoreboard` frame as ``"mean [lo, hi]"`` strings (:func:`~medxai_lib.evaluate.stats.format_ci`),
-    one column per metric; ``digits`` is ignored (kept for old callers)."""
+    one column per metric."""
     import pandas as pd
     metrics = list(dict.fromkeys(board.columns.get_level_values(0)))
     return pd.DataFrame({m: [format_ci(*board.loc[i, m][["mean", "lo", "hi"]]) for i in board.index]
@@ -155,9 +155,9 @@ def ranks(scores: MapScores, metrics: Sequence[str] = tuple(METRICS), n_boot: in
 
 
 def by_group(scores: MapScores, groups: Sequence[str], metric: str, methods: Sequence[str] | None = None,
-             n_boot: int = 2000, seed: int = 0, digits: int = 2) -> "pandas.DataFrame":
+             n_boot: int = 2000, seed: int = 0) -> "pandas.DataFrame":
     """``"mean [lo, hi]"`` of one metric per group (e.g. abnormality kind) and overall: methods x
-    (groups..., "all"), with the group sizes in the column names; ``digits`` is ignored (kept for old callers)."""
+    (groups..., "all"), with the group sizes in the column names."""
     import pandas as pd
     groups = np.asarray(groups)
     if len(groups) != len(next(iter(scores.values.values()))):

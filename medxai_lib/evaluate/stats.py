@@ -163,17 +163,13 @@ class Resampler:
         """A fresh unit resample ``(B, N)``."""
         return self.rng.integers(0, n_units, size=(self.n_boot, n_units))
 
-    def draws(self, draws: Draws, share: bool = True) -> np.ndarray:
-        """A draw resample ``(B, S)``: zeros for a fixed value; shared by all draws of one ``over`` and S
-        when ``share``."""
+    def draws(self, draws: Draws) -> np.ndarray:
+        """A draw resample ``(B, S)``: zeros for a fixed value; shared by all draws of one ``over`` and S."""
         if draws.n_draws == 1 and not draws.over:
             return np.zeros((self.n_boot, 1), dtype=int)
         key = (draws.over, draws.n_draws)
-        if not share or key not in self._draws:
-            idx = self.rng.integers(0, draws.n_draws, size=(self.n_boot, draws.n_draws))
-            if not share:
-                return idx
-            self._draws[key] = idx
+        if key not in self._draws:
+            self._draws[key] = self.rng.integers(0, draws.n_draws, size=(self.n_boot, draws.n_draws))
         return self._draws[key]
 
 

@@ -39,11 +39,10 @@ def cam(model: nn.Module, images: torch.Tensor, classes: ClassSpec = None,
                          f"{type(linear).__name__}. Use grad_cam for other models.")
     with explaining(model), torch.no_grad():
         logits, acts = forward_with_capture(model, images, [feat_layer])
-    activation = acts[feat_layer[0]].detach()
-    if activation.shape[1] != linear.in_features:
-        raise ValueError(f"model: {feat_layer[0]!r} has {activation.shape[1]} channels but the classifier "
-                         f"expects {linear.in_features}; CAM needs logits = classifier(avgpool(features(x)))")
-    with explaining(model), torch.no_grad():
+        activation = acts[feat_layer[0]].detach()
+        if activation.shape[1] != linear.in_features:
+            raise ValueError(f"model: {feat_layer[0]!r} has {activation.shape[1]} channels but the classifier "
+                             f"expects {linear.in_features}; CAM needs logits = classifier(avgpool(features(x)))")
         rebuilt = linear(activation.mean((2, 3)))
     if not torch.allclose(rebuilt, logits.detach(), rtol=1e-4, atol=1e-4 * (1 + logits.abs().max().item())):
         raise ValueError("model: its logits are not classifier(avgpool(features(x))) (max difference "

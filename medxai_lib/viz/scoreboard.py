@@ -65,10 +65,9 @@ def plot_method_maps(images: torch.Tensor, maps: Mapping[str, torch.Tensor], mas
 
 
 def plot_rank_table(board: "pandas.DataFrame", rank_frame: "pandas.DataFrame", directions: Mapping[str, str],
-                    baselines: Sequence[str] = (), title: str | None = None, digits: int = 2) -> plt.Figure:
+                    baselines: Sequence[str] = (), title: str | None = None) -> plt.Figure:
     """A rank heatmap: cell colour = rank within its column (1 = best, the same colour for tied ranks),
-    annotated with the mean and its 95% CI (:func:`~medxai_lib.evaluate.stats.format_ci`; ``digits`` is ignored,
-    kept for old callers); column titles carry the good direction (up or down arrow);
+    annotated with the mean and its 95% CI (:func:`~medxai_lib.evaluate.stats.format_ci`); column titles carry the good direction (up or down arrow);
     ``baselines`` rows are labelled in italics below a line. ``board`` is a
     :func:`medxai_lib.evaluate.scoreboard.scoreboard` frame, ``rank_frame`` the matching ranks."""
     metrics = list(rank_frame.columns)
