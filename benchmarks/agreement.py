@@ -8,7 +8,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers import phantom_images, textured_densenet  # noqa: E402
 
-from medxai_lib.evaluate.agreement import peer_agreement  # noqa: E402
+from peers import peer_agreement  # noqa: E402
 
 pd.set_option("display.width", 200)
 table = peer_agreement(textured_densenet(), phantom_images(4), target=1)

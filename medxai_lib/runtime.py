@@ -205,3 +205,45 @@ def read_records(path: str | Path) -> dict[str, float | int | str | bool]:
         except (json.JSONDecodeError, KeyError) as exc:
             raise ValueError(f"{path}:{line_no}: not a metric record: {line!r}") from exc
     return out
+
+
+# ---- result cache: keyed by config, input tensors and the digest of the code that made them ----
+_MAP_SOURCES = ("explain/*.py", "models/*.py", "evaluate/studies/scoreboard.py", "evaluate/metrics/*.py")
+
+
+def library_digest(patterns: tuple[str, ...] = _MAP_SOURCES) -> str:
+    """Short hash of the library source files that make and score maps (glob ``patterns`` under the
+    package): part of every cache key below, so cached results are recomputed whenever that code changes."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """Short hash of tensors' shapes and bytes (e.g. the evaluation images) for a cache key."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        digest.update(str((tuple(t.shape), str(t.dtype))).encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def cached(name: str, key: dict[str, Any], compute: Callable[[], Any], enabled: bool = True) -> tuple[Any, bool]:
+    """``compute()`` once per ``key`` (a JSON-able dict; the library digest is added): the result is pickled
+    under ``cache_dir()/results/<name>-<hash>.pt`` and loaded on the next call. Returns ``(result, from_cache)``.
+    ``enabled=False`` always computes (and stores nothing)."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name: expected an identifier-like string, got {name!r}")
+    if not enabled:
+        return compute(), False
+    path = cache_dir() / "results" / f"{name}-{config_hash({**key, 'library': library_digest()})}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=False), True
+    result = compute()
+    atomic_write(path, lambda tmp: torch.save(result, tmp))
+    return result, False

@@ -29,7 +29,7 @@ import papermill as pm
 import torch
 
 from medxai_lib.data import FundusPhantom
-from medxai_lib.evaluate.inoculation import disc_edge_ratio, predicted_scores, read_boxes, two_sample_auc
+from medxai_lib.evaluate.studies.inoculation import disc_edge_ratio, predicted_scores, read_boxes, two_sample_auc
 from medxai_lib.explain.descriptors import DescriptorBank, descriptors_per_image
 from medxai_lib.train.pathogan import PathoGANConfig, fit_pathogan, random_placements, synthesize
 from medxai_lib.train.recipes import dr_detector, lesion_type_classifier

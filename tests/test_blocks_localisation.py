@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from medxai_lib.evaluate.blocks import (abnormal_views, best_of, bootstrap_mean_ci, centre_prior, ci_table, first_view_per_study,
+from medxai_lib.evaluate.studies.blocks import (abnormal_views, best_of, bootstrap_mean_ci, centre_prior, ci_table, first_view_per_study,
                                         frame_area, frame_share, grid_oracle, localisation_units)
 
 
@@ -99,7 +99,7 @@ def test_empty_masks_are_refused_and_abnormal_views_skip_them():
 
 def test_replicate_padding_copies_weights_and_changes_only_the_border():
     from helpers import phantom_images, textured_densenet
-    from medxai_lib.evaluate.blocks import replicate_padding
+    from medxai_lib.evaluate.studies.blocks import replicate_padding
     net = textured_densenet(1)
     twin = replicate_padding(net)
     assert twin is not net and all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), twin.state_dict().values()))
@@ -113,7 +113,7 @@ def test_replicate_padding_copies_weights_and_changes_only_the_border():
 
 
 def test_select_then_test_chooses_on_one_half_and_reports_the_other():
-    from medxai_lib.evaluate.blocks import select_then_test
+    from medxai_lib.evaluate.studies.blocks import select_then_test
     rng = np.random.default_rng(0)
     units = {"good": {"pointing": (rng.random(100) < 0.9).astype(float)},
              "bad": {"pointing": (rng.random(100) < 0.2).astype(float)},
@@ -128,7 +128,7 @@ def test_select_then_test_chooses_on_one_half_and_reports_the_other():
 
 
 def test_paired_differences_say_when_the_ci_excludes_zero():
-    from medxai_lib.evaluate.blocks import paired_differences
+    from medxai_lib.evaluate.studies.blocks import paired_differences
     rng = np.random.default_rng(0)
     base = rng.random(200)
     units = {"up": {"pointing": base + 0.3}, "same": {"pointing": base + rng.normal(0, 0.01, 200)},

@@ -16,10 +16,10 @@ from torch import nn
 from medxai_lib.data.lesion_crops import CROP_KINDS
 from medxai_lib.data.lesions import Descriptor, DescriptorBank
 from medxai_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from medxai_lib.evaluate.inoculation import most_potent, severity_scores
-from medxai_lib.evaluate.reports import keyword_mentions, score_reports
-from medxai_lib.evaluate.sanity import randomisation_test, randomised_copy, randomization_order
-from medxai_lib.evaluate.scoreboard import MapScores, against_baselines
+from medxai_lib.evaluate.studies.inoculation import most_potent, severity_scores
+from medxai_lib.evaluate.studies.mdnet import keyword_mentions, score_reports
+from medxai_lib.evaluate.metrics.sanity import randomisation_test, randomised_copy, randomization_order
+from medxai_lib.evaluate.studies.scoreboard import MapScores, against_baselines
 
 # ---------------------------------------------------------------- reports: keyword mentions (notebook 05)
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from medxai_lib.data import SkinLesionPhantom
-from medxai_lib.evaluate.dissection import NetworkDissection, angular_coverage, layer_activations
-from medxai_lib.evaluate.global_explanations import embedding_separation
+from medxai_lib.evaluate.studies.dissection import NetworkDissection, angular_coverage, layer_activations
+from medxai_lib.evaluate.studies.taxonomy import embedding_separation
 from medxai_lib.explain import taxonomy_table
 from medxai_lib.explain.ablation import ablate_units, ablation_effect, random_units
 from medxai_lib.explain.tabular import kernel_shap

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from medxai_lib.evaluate.claims import claim
-from medxai_lib.evaluate.dissection import (NetworkDissection, ablation_table, compare_dissections, iou_counts, mean_ci,
+from medxai_lib.evaluate.studies.dissection import (NetworkDissection, ablation_table, compare_dissections, iou_counts, mean_ci,
                                             quantile_sweep, ratio_of_sums, sector_recall, sectors_covered,
                                             shuffled_order, side_preference, unit_thresholds)
 from medxai_lib.explain.ablation import ablate_groups_vs_random, ablation_effects, random_unit_draws, rank_units

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import medxai_lib.explain.capture as capture
-from medxai_lib.evaluate.dissection import layer_activations
-from medxai_lib.evaluate.faithfulness import deletion_insertion
+from medxai_lib.evaluate.studies.dissection import layer_activations
+from medxai_lib.evaluate.metrics.faithfulness import deletion_insertion
 from medxai_lib.explain import METHODS, attribute, grad_cam
 from medxai_lib.explain.ablation import ablation_effect
 from medxai_lib.explain.activation_network import ActivationNetwork

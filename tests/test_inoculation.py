@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from medxai_lib.evaluate.inoculation import (anatomy_scores, copies_at, redetection,
+from medxai_lib.evaluate.studies.inoculation import (anatomy_scores, copies_at, redetection,
                                              spread_positions)
 from medxai_lib.explain.descriptors import Descriptor, DescriptorBank
 from medxai_lib.models.detector import DRDetector

@@ -6,7 +6,7 @@ import torch
 
 from medxai_lib.data import FundusPhantom
 from medxai_lib.data.lesion_crops import CROP_KINDS, LesionCropDataset, crops_at
-from medxai_lib.evaluate.inoculation import (brightness_map, map_scores, median_potent, per_image_spearman,
+from medxai_lib.evaluate.studies.inoculation import (brightness_map, map_scores, median_potent, per_image_spearman,
                                              randomised_detector, read_boxes, rule_grade_of, shuffled_spearman)
 from medxai_lib.explain.descriptors import Descriptor, DescriptorBank, _majority_kind
 from medxai_lib.models.detector import DRDetector
@@ -140,7 +140,7 @@ def test_per_image_spearman_and_its_null():
 
 
 def test_two_sample_auc_separates_shifted_images_and_checks_shapes():
-    from medxai_lib.evaluate.inoculation import two_sample_auc
+    from medxai_lib.evaluate.studies.inoculation import two_sample_auc
     rng = torch.Generator().manual_seed(0)
     a = torch.rand(30, 3, 16, 16, generator=rng)
     assert two_sample_auc(a, (torch.rand(30, 3, 16, 16, generator=rng) + 0.3).clamp(max=1), size=8) > 0.95
@@ -150,7 +150,7 @@ def test_two_sample_auc_separates_shifted_images_and_checks_shapes():
 
 
 def test_lesion_hits_on_the_source_and_at_random_places():
-    from medxai_lib.evaluate.inoculation import lesion_hits
+    from medxai_lib.evaluate.studies.inoculation import lesion_hits
     mask = torch.zeros(48, 48)
     mask[10:14, 10:14] = 1
     on = _descriptor((10, 10, 14, 14))

@@ -7,7 +7,7 @@ import torch
 from scipy import ndimage
 
 from medxai_lib.data import FundusPhantom
-from medxai_lib.evaluate.inoculation import box_crops, box_grade_drop, disc_edge_ratio, restore_boxes
+from medxai_lib.evaluate.studies.inoculation import box_crops, box_grade_drop, disc_edge_ratio, restore_boxes
 from medxai_lib.explain.descriptors import Descriptor, DescriptorBank
 from medxai_lib.models.detector import DRDetector
 from medxai_lib.models.pathogan import RandomFeatureNet
@@ -151,7 +151,7 @@ def test_crop_pairs_and_severity_figure_with_a_second_detector():
 
 
 def test_brightness_and_yellowness_maps_skip_the_excluded_disc():
-    from medxai_lib.evaluate.inoculation import brightness_map
+    from medxai_lib.evaluate.studies.inoculation import brightness_map
     images = torch.zeros(1, 3, 16, 16)
     images[0, :, 2, 2] = 1.0                              # a white "disc" pixel
     images[0, :, 10, 10] = torch.tensor([1.0, 0.9, 0.2])  # a yellow "exudate"
@@ -171,7 +171,7 @@ def test_brightness_and_yellowness_maps_skip_the_excluded_disc():
 
 def test_spearman_ci_matches_scipy_and_brackets_it():
     from scipy.stats import spearmanr
-    from medxai_lib.evaluate.inoculation import spearman_ci
+    from medxai_lib.evaluate.studies.inoculation import spearman_ci
     rng = np.random.default_rng(0)
     x = rng.integers(0, 6, 60).astype(float)
     y = x + rng.normal(0, 2, 60)

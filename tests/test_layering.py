@@ -71,8 +71,8 @@ def test_every_library_module_has_a_layer():
 
 def test_distributed_is_checked_like_the_training_package(tmp_path):
     (tmp_path / "distributed.py").write_text("def main():\n    from medxai_lib.train import fit\n"
-                                             "    from medxai_lib.evaluate.scoreboard import ranks\n")
-    assert layering_violations(tmp_path) == ["distributed.py:3 distributed -> medxai_lib.evaluate.scoreboard"]
+                                             "    from medxai_lib.evaluate.studies.scoreboard import ranks\n")
+    assert layering_violations(tmp_path) == ["distributed.py:3 distributed -> medxai_lib.evaluate.studies.scoreboard"]
 
 
 def _optimizer_names(tree: ast.AST) -> set[str]:
@@ -121,3 +121,16 @@ def test_the_training_loop_scan_catches_a_loop_outside_train(tmp_path):
         "    opt.step()\n    sched.step()\n")
     (tmp_path / "train_mdnet.py").write_text("import torch.optim as optim\no = optim.Adam([])\no.step()\n")
     assert training_loops(tmp_path) == ["evaluate/finetune.py:6", "train/ok.py:3", "train_mdnet.py:3"]
+
+
+def test_evaluate_is_metrics_studies_and_the_claim_core():
+    """``evaluate/`` holds the claim core (``stats``, ``claims``) and two packages; metrics never import a study,
+    and no library module imports the dev-only peers (pytorch-grad-cam, the agreement harness)."""
+    evaluate = LIB / "evaluate"
+    assert {p.name for p in evaluate.glob("*.py")} == {"__init__.py", "claims.py", "stats.py"}
+    assert {p.name for p in evaluate.iterdir() if p.is_dir() and p.name != "__pycache__"} == {"metrics", "studies"}
+    for path in sorted((evaluate / "metrics").glob("*.py")):
+        assert not [m for _, m in _imports(path) if m.startswith("medxai_lib.evaluate.studies")], path.name
+    for path in sorted(LIB.rglob("*.py")):
+        peers = [m for _, m in _imports(path) if m.split(".")[0] in {"pytorch_grad_cam", "peers"}]
+        assert peers == [], f"{path.relative_to(LIB)} imports dev-only peers {peers}"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from medxai_lib.data import HistologyPhantom
-from medxai_lib.evaluate.reports import attribute_accuracy, relevant_images, retrieval_scores, symptom_query
+from medxai_lib.evaluate.studies.mdnet import attribute_accuracy, relevant_images, retrieval_scores, symptom_query
 from medxai_lib.models.mdnet import AASModule, MDNet, MDNetImage, mdnet_loss, scale_grad
 from medxai_lib.train.mdnet import VARIANTS, MDNetConfig, fit_image_model, fit_mdnet, fit_variants, report_log_likelihood
 

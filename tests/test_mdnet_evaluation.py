@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from medxai_lib.data import ATTRIBUTES, HistologyPhantom
-from medxai_lib.evaluate.reports import (attention_specificity, class_only_grades, class_templates, modal_report,
+from medxai_lib.evaluate.studies.mdnet import (attention_specificity, class_only_grades, class_templates, modal_report,
                                          nearest_neighbour_reports, report_grades, sentence_attention_ratios,
                                          sentence_spans)
-from medxai_lib.evaluate.text import (bleu_from_statistics, bleu_statistics, cider_d, cider_d_per_image, corpus_bleu,
+from medxai_lib.evaluate.metrics.text import (bleu_from_statistics, bleu_statistics, cider_d, cider_d_per_image, corpus_bleu,
                                       meteor, meteor_available, rouge_l, rouge_l_per_image)
 
 REPORTS = [["a b . c d .", "a b . c e ."], ["a x . c d .", "a b . c d ."], ["q . c e .", "q . c e ."]]

@@ -24,7 +24,7 @@ from medxai_lib.data.lesions import Descriptor, DescriptorBank, gram
 from medxai_lib.data.real.common import read_grey, read_image
 from medxai_lib.evaluate import (auprc, binary_metrics, deletion_insertion, energy_in_mask, localisation_summary,
                                  pointing_game, study_level, topk_iou)
-from medxai_lib.evaluate.report import method_report
+from medxai_lib.evaluate.studies.scoreboard import method_report
 from medxai_lib.explain import (ablation_cam, cam, eigen_cam, grad_cam, grad_cam_pp, hires_cam, layer_cam, normalize,
                                 score_cam, xgrad_cam)
 from medxai_lib.explain.capture import check_images, eval_mode, forward_with_capture, resolve_classes, resolve_layer

@@ -12,7 +12,7 @@ import torch
 from medxai_lib.data import FundusPhantom, RadiographPhantom
 from medxai_lib.data.phantoms.histology import HistologyPhantom
 from medxai_lib.data.phantoms.skin import SkinLesionPhantom
-from medxai_lib.evaluate.robustness import sparseness
+from medxai_lib.evaluate.metrics.robustness import sparseness
 from medxai_lib.explain.registry import attribute
 from medxai_lib.runner import check_parameters
 from medxai_lib.runtime import cache_dir, resolve_device

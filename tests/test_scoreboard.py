@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from medxai_lib.evaluate.baselines import baseline_maps, centre_prior, random_maps, sobel_maps
-from medxai_lib.evaluate.faithfulness import deletion_insertion, deletion_insertion_many
-from medxai_lib.evaluate.sanity import collapsed, randomisation_test, similarity_or_nan
-from medxai_lib.evaluate.scoreboard import (MapScores, by_group, formatted, one_view_per_study,
+from medxai_lib.evaluate.metrics.baselines import baseline_maps, centre_prior, random_maps, sobel_maps
+from medxai_lib.evaluate.metrics.faithfulness import deletion_insertion, deletion_insertion_many
+from medxai_lib.evaluate.metrics.sanity import collapsed, randomisation_test, similarity_or_nan
+from medxai_lib.evaluate.studies.scoreboard import (MapScores, by_group, formatted, one_view_per_study,
                                             ranks, score_maps, scoreboard)
 from medxai_lib.evaluate.stats import format_ci
 from medxai_lib.explain import grad_cam, guided_backprop
@@ -197,7 +197,8 @@ def test_randomisation_test_separates_grad_cam_from_guided_backprop_and_leaves_t
 # ---- computing maps once, caching results -------------------------------------------------------------
 
 def test_compute_maps_matches_attribute_and_cached_computes_once(tmp_path, monkeypatch):
-    from medxai_lib.evaluate.report import cached, compute_maps, tensor_digest
+    from medxai_lib.evaluate.studies.scoreboard import compute_maps
+    from medxai_lib.runtime import cached, tensor_digest
     from medxai_lib.explain import as_heatmap, attribute
     monkeypatch.setenv("MEDXAI_CACHE", str(tmp_path))
     model, x = textured_densenet(2), phantom_images(2, size=32)

@@ -5,7 +5,7 @@ import torch
 
 from helpers import textured_densenet
 from medxai_lib.data import RadiographPhantom
-from medxai_lib.evaluate.shortcut import UNIT_KEYS, auroc_columns, seed_columns, shortcut_report, shortcut_units
+from medxai_lib.evaluate.studies.blocks import UNIT_KEYS, auroc_columns, seed_columns, shortcut_report, shortcut_units
 from medxai_lib.explain import cam, cam_contribution
 
 

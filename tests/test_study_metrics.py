@@ -5,7 +5,7 @@ import torch
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from medxai_lib.evaluate.claims import claim
-from medxai_lib.evaluate.study_metrics import (auroc_statistic, intensity_baseline, intensity_features,
+from medxai_lib.evaluate.metrics.study_metrics import (auroc_statistic, intensity_baseline, intensity_features,
                                                kappa_statistic, study_table, study_units)
 
 
@@ -74,7 +74,7 @@ def test_several_models_give_the_mean_of_their_statistics():
 
 def test_too_few_studies_and_image_sample():
     from medxai_lib.data import RadiographPhantom
-    from medxai_lib.evaluate.study_metrics import image_sample, too_few_studies
+    from medxai_lib.evaluate.metrics.study_metrics import image_sample, too_few_studies
     assert too_few_studies(_samples()) == ""
     assert too_few_studies(np.array([[0.2, 1.0], [0.4, 0.0]])) == "only 1 abnormal and 1 normal validation studies (< 10 per class)"
     data = RadiographPhantom(4, size=32, seed=0)

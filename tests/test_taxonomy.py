@@ -14,10 +14,10 @@ from sklearn.metrics import silhouette_score
 from sklearn.tree import DecisionTreeClassifier
 
 from medxai_lib.data import SkinLesionPhantom
-from medxai_lib.evaluate.global_explanations import (counterfactual_change, cue_importance_per_unit,
+from medxai_lib.evaluate.studies.taxonomy import (counterfactual_change, cue_importance_per_unit,
                                                      importance_summary, permutation_importance_per_unit,
                                                      separation_per_unit)
-from medxai_lib.evaluate.surrogates import EXTRA_COLOURS, compare_surrogates, lesion_cue_features
+from medxai_lib.evaluate.studies.taxonomy import EXTRA_COLOURS, compare_surrogates, lesion_cue_features
 from medxai_lib.explain import registry
 from medxai_lib.explain.registry import (FACTS, METHODS, MethodFacts, attribute, expected_tags, tag_violations,
                                          taxonomy_table)
@@ -354,7 +354,7 @@ def test_signed_maps_are_centred_on_zero_with_a_shared_or_own_scale():
 def test_permuted_label_null_averages_refits_and_shrinks_towards_zero():
     from sklearn.base import clone
     from sklearn.linear_model import LogisticRegression
-    from medxai_lib.evaluate.global_explanations import permuted_label_null
+    from medxai_lib.evaluate.studies.taxonomy import permuted_label_null
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4))
     y = (X[:, 0] > 0).astype(int)

@@ -1,7 +1,7 @@
 """Our report metrics against nltk (BLEU), rouge-score (ROUGE-L) and pycocoevalcap (CIDEr-D)."""
 import pytest
 
-from medxai_lib.evaluate.text import cider_d, corpus_bleu, rouge_l
+from medxai_lib.evaluate.metrics.text import cider_d, corpus_bleu, rouge_l
 
 CANDS = ["there is severe nuclear pleomorphism . cells are crowded .",
          "nuclei are uniform . no mitosis is seen . conclusion normal .",

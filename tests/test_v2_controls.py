@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.tree import DecisionTreeClassifier
 
-from medxai_lib.evaluate.surrogates import compare_surrogates, label_flip_null
+from medxai_lib.evaluate.studies.taxonomy import compare_surrogates, label_flip_null
 from medxai_lib.viz.signed import plot_signed_maps
 
 matplotlib.use("Agg")
@@ -65,7 +65,7 @@ def test_sequential_columns_start_at_zero_and_signed_ones_are_centred():
 
 
 def test_every_localisation_metric_states_its_direction_chance_level_and_quantus_difference():
-    from medxai_lib.evaluate import localisation
+    from medxai_lib.evaluate.metrics import localisation
     functions = {"pointing game": localisation.pointing_game, "energy in mask": localisation.energy_in_mask,
                  "top-k IoU": localisation.topk_iou, "AUPRC": localisation.auprc}
     assert set(localisation.SCORE_DIRECTION) == set(functions)
@@ -75,7 +75,7 @@ def test_every_localisation_metric_states_its_direction_chance_level_and_quantus
 
 
 def test_the_pointing_game_takes_the_first_of_tied_maxima_and_energy_clips_negative_mass():
-    from medxai_lib.evaluate.localisation import energy_in_mask, pointing_game
+    from medxai_lib.evaluate.metrics.localisation import energy_in_mask, pointing_game
     mask = torch.zeros(1, 1, 4, 4)
     mask[0, 0, 3, 3] = 1
     constant = torch.ones(1, 1, 4, 4)                       # every pixel a tied maximum; Quantus would count a hit

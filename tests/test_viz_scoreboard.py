@@ -8,7 +8,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from medxai_lib.evaluate.scoreboard import MapScores, ranks, scoreboard  # noqa: E402
+from medxai_lib.evaluate.studies.scoreboard import MapScores, ranks, scoreboard  # noqa: E402
 from medxai_lib.viz.scoreboard import (plot_deletion_insertion, plot_method_maps, plot_randomisation,  # noqa: E402
                                        plot_rank_table)
 

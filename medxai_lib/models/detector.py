@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import cohen_kappa_score
 from torch import nn
 
 from medxai_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -147,15 +146,3 @@ def detector_input(images: torch.Tensor) -> torch.Tensor:
     """``(B, 3, S, S)`` images in [0, 1] -> the detector's (ImageNet) normalisation."""
     mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     return (images - mean) / images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-
-
-def grade_kappa(scores: np.ndarray, grades: np.ndarray) -> float:
-    """Quadratic weighted kappa of regression ``scores`` ``(N,)`` (cut at 0.5/1.5/2.5/3.5, as in the
-    Kaggle DR challenge) against integer ``grades`` ``(N,)`` in 0..4."""
-    scores, grades = np.asarray(scores, dtype=float).reshape(-1), np.asarray(grades).reshape(-1)
-    if scores.shape != grades.shape or len(scores) == 0:
-        raise ValueError(f"scores, grades: expected two non-empty (N,) arrays, got {scores.shape} and {grades.shape}")
-    if not np.isin(grades, np.arange(5)).all():
-        raise ValueError(f"grades: expected integers 0..4, got values {np.unique(grades)[:10]}")
-    predicted = grades_from_scores(scores)
-    return float(cohen_kappa_score(grades.astype(int), predicted, weights="quadratic", labels=np.arange(5)))

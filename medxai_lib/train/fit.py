@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from medxai_lib.models.detector import grade_kappa
+from medxai_lib.models.metrics import grade_kappa
 from medxai_lib.models.inference import images_and_labels, predict_logits, probabilities
 from medxai_lib.runtime import atomic_write, cache_dir, config_hash, progress, resolve_device, seed_everything
 

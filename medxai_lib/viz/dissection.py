@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from medxai_lib.evaluate.dissection import NetworkDissection
+from medxai_lib.evaluate.studies.dissection import NetworkDissection
 from medxai_lib.evaluate.stats import bootstrap
 from medxai_lib.explain.cam import upsample
 from medxai_lib.viz.colours import CATEGORY_COLOURS, EVIDENCE_COLOUR, draw_contour

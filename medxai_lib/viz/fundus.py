@@ -177,7 +177,7 @@ def plot_inoculation_step(detector: torch.nn.Module, item: dict, generator: torc
     map inside the field of view, the thresholded mask, and the healthy ``vessels``/``fov`` ``(1, 1, S, S)``
     inoculated by ``generator`` with the descriptors found there; the title gives their number and the
     detector's grade of the inoculated eye."""
-    from medxai_lib.evaluate.inoculation import predicted_scores
+    from medxai_lib.evaluate.studies.inoculation import predicted_scores
     from medxai_lib.explain.activation_network import ActivationNetwork
     from medxai_lib.explain.descriptors import extract_descriptors, threshold_map
     from medxai_lib.models.detector import detector_input

@@ -69,7 +69,7 @@ def plot_rank_table(board: "pandas.DataFrame", rank_frame: "pandas.DataFrame", d
     """A rank heatmap: cell colour = rank within its column (1 = best, the same colour for tied ranks),
     annotated with the mean and its 95% CI (:func:`~medxai_lib.evaluate.stats.format_ci`); column titles carry the good direction (up or down arrow);
     ``baselines`` rows are labelled in italics below a line. ``board`` is a
-    :func:`medxai_lib.evaluate.scoreboard.scoreboard` frame, ``rank_frame`` the matching ranks."""
+    :func:`medxai_lib.evaluate.studies.scoreboard.scoreboard` frame, ``rank_frame`` the matching ranks."""
     metrics = list(rank_frame.columns)
     methods = list(rank_frame.index)
     ranks = rank_frame.to_numpy(dtype=float)
@@ -132,7 +132,7 @@ def plot_deletion_insertion(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
 def plot_randomisation(table: "pandas.DataFrame", title: str | None = None) -> plt.Figure:
     """The sanity check: Spearman, SSIM and the share of collapsed (constant) maps against how far the
     network is randomised; the trained model is the first point (similarity 1). ``table`` is
-    :meth:`medxai_lib.evaluate.sanity.RandomisationResult.table`. The legend sits below the panels."""
+    :meth:`medxai_lib.evaluate.metrics.sanity.RandomisationResult.table`. The legend sits below the panels."""
     steps = list(dict.fromkeys(table["randomised"]))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     colours, markers = plt.get_cmap("tab10"), "osD^v<>ph*"

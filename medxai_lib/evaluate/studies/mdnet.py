@@ -275,10 +275,10 @@ def score_reports(systems: dict[str, Sequence[str]], references: Sequence[Sequen
     """BLEU-1..4, METEOR (when ``with_meteor``), ROUGE-L, CIDEr-D and (with ``grades (N, 5)``) attribute
     accuracy of each system's reports (``systems``: name -> one report per image) against ``references``
     (per image, its reports). Returns ``(table, per-image values)``: per system ``bleu`` (BLEU sufficient
-    statistics, see :func:`~medxai_lib.evaluate.text.bleu_from_statistics`), ``cider``, ``rouge``,
+    statistics, see :func:`~medxai_lib.evaluate.metrics.text.bleu_from_statistics`), ``cider``, ``rouge``,
     ``meteor`` and ``attributes`` (share of the 5 grades stated correctly)."""
     import pandas as pd
-    from medxai_lib.evaluate.text import bleu_from_statistics, bleu_statistics, cider_d_per_image, meteor_systems, rouge_l_per_image
+    from medxai_lib.evaluate.metrics.text import bleu_from_statistics, bleu_statistics, cider_d_per_image, meteor_systems, rouge_l_per_image
     refs = [[tokenize(r) for r in per_image] for per_image in references]
     rows, units = {}, {}
     meteors = meteor_systems({n: [tokenize(t) for t in texts] for n, texts in systems.items()}, refs) if with_meteor else {}

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from medxai_lib.evaluate.classification import study_level
+from medxai_lib.evaluate.metrics.classification import study_level
 from medxai_lib.evaluate.stats import bootstrap
 
 INTENSITY_QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99, 1.0)

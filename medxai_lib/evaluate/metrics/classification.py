@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
-from medxai_lib.models.detector import grade_kappa
+from medxai_lib.models.metrics import grade_kappa
 
 __all__ = ["binary_metrics", "grade_kappa", "mura_report", "study_level"]
 
