@@ -8,7 +8,7 @@ SEEDS ?= 0 1 2 3 4
 NOTEBOOKS ?=
 export MEDXAI_PROGRESS ?= 0
 
-.PHONY: help install test test-unit test-notebooks test-browser run lab benchmark claims student clean
+.PHONY: help install test test-unit test-notebooks test-browser site run lab benchmark claims student clean
 
 help:
 	@echo "make test      unit tests + nbval on the notebooks (creates .venv first)"
@@ -16,15 +16,16 @@ help:
 	@echo "make lab       JupyterLab on notebooks/"
 	@echo "make benchmark print the benchmark ratios"
 	@echo "make claims    re-run every notebook for SEEDS (default 0 1 2 3 4; NOTEBOOKS=stems to narrow), write docs/claims.md, fail naming each inconclusive or flipping claim; WRITE_BACK=1 re-executes the committed notebooks for seed 0"
-	@echo "make test-browser  JupyterLab in headless Chromium: notebook 03's explorer reacts to a slider"
+	@echo "make test-browser  headless Chromium: notebook 03's explorer reacts to a slider in JupyterLab; the course site works"
+	@echo "make site      the course website in build/site/ from the committed notebooks and docs (offline, never re-executed)"
 	@echo "make student   student copies in notebooks-student/ (solution cells emptied, outputs cleared)"
-	@echo "make clean     remove runs/, caches and the virtual environment"
+	@echo "make clean     remove runs/, build/, caches and the virtual environment"
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev,site]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (medxai)" >/dev/null
 	touch $@
 
@@ -41,6 +42,9 @@ test-browser: install
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 	$(PY) -m pip install --quiet --disable-pip-version-check playwright==1.65.2
 	MEDXAI_BROWSER_TEST=1 $(PY) -m pytest -q -p no:cacheprovider tests/browser
+
+site: install
+	$(PY) site/build.py --out build/site
 
 run: install
 	MEDXAI_STATIC_WIDGETS=1 $(PY) -m medxai_lib.runner --notebooks notebooks --out runs/latest $(if $(PARAMS),--params $(PARAMS))
@@ -61,5 +65,5 @@ student: install
 	$(PY) -m medxai_lib.student --src notebooks --out notebooks-student
 
 clean:
-	rm -rf runs data/cache .pytest_cache notebooks-student $(VENV) *.egg-info
+	rm -rf runs build data/cache .pytest_cache notebooks-student $(VENV) *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,6 +1,8 @@
 """The regression runner behind ``make run``: execute every notebook with papermill, collect the
 metrics each one publishes with :func:`medxai_lib.runtime.record`, the wall time and the kernel's peak
-memory, compare with the baselines, export HTML and write ``summary.md``, ``summary.json`` and ``index.html``.
+memory, compare with the baselines, export HTML and write ``summary.md``, ``summary.json`` and ``index.html``
+(:mod:`medxai_lib.run_report`: each metric beside its baseline and its history, each notebook's claim verdicts);
+every run is appended to ``history.jsonl`` beside the output folder (``runs/history.jsonl``).
 
     python -m medxai_lib.runner [--notebooks notebooks] [--out runs/latest] [--params p.yaml] [NAME ...]
 
@@ -10,7 +12,6 @@ holds overrides for that notebook only. Exit status 1 when any notebook fails or
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import os
 import sys
@@ -20,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from medxai_lib.run_report import (append_history, history_entry, metric_rows, notebook_claims, read_history,
+                                   verdict_counts, write_index)
 from medxai_lib.runtime import PROGRESS_ENV, RECORD_FILE_ENV, read_records
 
 
@@ -94,11 +97,12 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict[str, Any] | Non
             else:
                 os.environ[key] = value
     wall = round(time.perf_counter() - started, 1)
-    report = ""
+    report, claims = "", []
     if (out_dir / notebook.name).exists():      # papermill writes the partial notebook on failure too
         report = export_html(out_dir / notebook.name).name
+        claims = notebook_claims(out_dir / notebook.name)
     return {"notebook": notebook.name, "status": status, "wall_s": wall, "peak_mb": memory["peak_mb"],
-            "metrics": read_records(record_file), "error": error, "html": report}
+            "metrics": read_records(record_file), "error": error, "html": report, "claims": claims}
 
 
 def compare_baselines(results: Sequence[dict[str, Any]], baselines: dict[str, dict[str, dict[str, Any]]]
@@ -109,19 +113,13 @@ def compare_baselines(results: Sequence[dict[str, Any]], baselines: dict[str, di
     problems = []
     for res in results:
         stem = Path(res["notebook"]).stem
-        for metric, spec in baselines.get(stem, {}).items():
-            if metric not in res["metrics"]:
-                problems.append(f"{stem}: metric {metric!r} was not recorded")
-                continue
-            value, base = float(res["metrics"][metric]), float(spec["value"])
-            tol, direction = float(spec.get("tolerance", 0.0)), spec.get("direction", "both")
-            if direction not in ("higher", "lower", "both"):
-                raise ValueError(f"baselines: {stem}.{metric} has direction {direction!r}; expected higher, lower or both")
-            worse = (value < base - tol if direction == "higher" else value > base + tol if direction == "lower"
-                     else abs(value - base) > tol)
-            if worse:
-                problems.append(f"{stem}: {metric} = {value:.4g} regressed from baseline {base:.4g} "
-                                f"(tolerance {tol:g}, {direction} is better)")
+        for row in metric_rows(res, baselines.get(stem, {})):
+            if row["state"] == "not recorded":
+                problems.append(f"{stem}: metric {row['metric']!r} was not recorded")
+            elif row["state"] == "outside":
+                problems.append(f"{stem}: {row['metric']} = {float(row['value']):.4g} regressed from baseline "
+                                f"{float(row['baseline']):.4g} (tolerance {float(row['tolerance']):g}, "
+                                f"{row['direction']} is better)")
     return problems
 
 
@@ -129,50 +127,28 @@ def _format_value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def write_summary(results: Sequence[dict[str, Any]], out_dir: Path, regressions: Sequence[str] = ()) -> Path:
-    """``summary.md`` (a table per notebook, then any baseline regressions) and ``summary.json``."""
-    lines = ["# medxai run summary", "", "| notebook | status | wall time (s) | peak memory (MB) | metrics |",
-             "|---|---|---|---|---|"]
+def write_summary(results: Sequence[dict[str, Any]], out_dir: Path, regressions: Sequence[str] = (),
+                  baselines: dict[str, dict[str, dict[str, Any]]] | None = None,
+                  history: Sequence[dict[str, Any]] = (), params: str | None = None) -> Path:
+    """``summary.md`` (a table per notebook, then any baseline regressions), ``summary.json`` and
+    ``index.html`` (:func:`medxai_lib.run_report.write_index`: metrics beside baselines, history, claims)."""
+    lines = ["# medxai run summary", "", "| notebook | status | wall time (s) | peak memory (MB) | metrics | claims |",
+             "|---|---|---|---|---|---|"]
     for res in results:
         metrics = ", ".join(f"{k}={_format_value(v)}" for k, v in res["metrics"].items()) or "-"
         status = res["status"] + (f" ({res['error']})" if res["error"] else "")
-        lines.append(f"| {res['notebook']} | {status} | {res['wall_s']} | {res.get('peak_mb', '-')} | {metrics} |")
+        claims = ", ".join(f"{n} {v}" for v, n in verdict_counts(res.get("claims", [])).items()) or "-"
+        lines.append(f"| {res['notebook']} | {status} | {res['wall_s']} | {res.get('peak_mb', '-')} | {metrics} "
+                     f"| {claims} |")
     failed = [r["notebook"] for r in results if r["status"] != "ok"]
     lines += ["", f"{len(results) - len(failed)}/{len(results)} notebooks ran." +
               (f" Failed: {', '.join(failed)}" if failed else "")]
     lines += ["", "Baselines: " + ("all recorded metrics within tolerance." if not regressions else
                                    f"{len(regressions)} regression(s):")] + [f"- {r}" for r in regressions]
     (out_dir / "summary.json").write_text(json.dumps(list(results), indent=2))
-    write_index(results, out_dir, regressions)
+    write_index(results, out_dir, regressions, baselines=baselines, history=history, params=params)
     path = out_dir / "summary.md"
     path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def write_index(results: Sequence[dict[str, Any]], out_dir: Path, regressions: Sequence[str] = ()) -> Path:
-    """``index.html``: the summary table with a link to each notebook's HTML export, then regressions."""
-    rows = []
-    for res in results:
-        name = html.escape(res["notebook"])
-        link = f'<a href="{html.escape(res["html"])}">{name}</a>' if res.get("html") else name
-        metrics = "<br>".join(f"{html.escape(k)} = {html.escape(_format_value(v))}" for k, v in res["metrics"].items())
-        css = "ok" if res["status"] == "ok" else "bad"
-        status = html.escape(res["status"] + (f" ({res['error']})" if res["error"] else ""))
-        rows.append(f'<tr><td>{link}</td><td class="{css}">{status}</td><td>{res["wall_s"]}</td>'
-                    f'<td>{res.get("peak_mb", "-")}</td><td>{metrics or "-"}</td></tr>')
-    verdict = ("all recorded metrics within tolerance" if not regressions else
-               "<ul>" + "".join(f'<li class="bad">{html.escape(r)}</li>' for r in regressions) + "</ul>")
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>medxai run</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}} .ok{{color:#070}} .bad{{color:#b00}}</style></head>
-<body><h1>medxai run summary</h1>
-<table><tr><th>notebook</th><th>status</th><th>wall time (s)</th><th>peak memory (MB)</th><th>metrics</th></tr>
-{"".join(rows)}
-</table><h2>Baselines</h2><p>{verdict}</p></body></html>
-"""
-    path = out_dir / "index.html"
-    path.write_text(page, encoding="utf-8")
     return path
 
 
@@ -252,8 +228,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--params", default=None, help="YAML file of parameter overrides")
     parser.add_argument("--baselines", default="tests/baselines.json",
                         help="JSON of metric baselines with tolerances ('' to skip the comparison)")
+    parser.add_argument("--history", default=None,
+                        help="JSON-lines file every run is appended to (default: history.jsonl beside --out; '' for none)")
     args = parser.parse_args(argv)
     folder, out_dir = Path(args.notebooks), Path(args.out)
+    history_file = (out_dir.parent / "history.jsonl") if args.history is None else \
+        (Path(args.history) if args.history else None)
+    try:                                        # a broken history fails before any notebook runs
+        history = read_history(history_file) if history_file else []
+    except ValueError as exc:
+        parser.error(f"--history: {exc}")
     notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
     if args.names:
         wanted = {Path(n).stem for n in args.names}
@@ -279,7 +263,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(res)
     baselines = json.loads(Path(args.baselines).read_text()) if args.baselines and Path(args.baselines).exists() else {}
     regressions = compare_baselines(results, baselines) if not params else []  # overrides change the numbers
-    summary = write_summary(results, out_dir, regressions)
+    entry = history_entry(results, params=args.params)
+    if history_file:
+        append_history(history_file, entry)
+    summary = write_summary(results, out_dir, regressions, baselines=None if params else baselines,
+                            history=[*history, entry], params=args.params)
     print(summary.read_text())
     return 0 if all(r["status"] == "ok" for r in results) and not regressions else 1
 

@@ -1,8 +1,9 @@
 """The library's import direction: data -> models -> train -> explain -> evaluate -> viz. A module may
 import only from its own layer or a lower one (function-level imports included), and explanation,
 evaluation and plotting code never imports the training package. Every module has a layer: the top-level
-``distributed.py`` (the torchrun launcher of ``train.fit``) sits with training, the notebook tools
-(``runner.py``, ``student.py``) with ``runtime`` below everything. Training loops (optimizer steps) live
+``distributed.py`` (the torchrun launcher of ``train.fit``) sits with training, ``student.py`` with ``runtime``
+below everything, and the regression runner (``runner.py`` and its report ``run_report.py``, which reads the
+executed notebooks' claim lines with ``evaluate.claims``) on top. Training loops (optimizer steps) live
 in ``medxai_lib/train/`` only."""
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 
 
 LIB = Path(__file__).resolve().parents[1] / "medxai_lib"
-LAYERS = {"runtime": 0, "runner": 0, "student": 0, "data": 1, "models": 2, "train": 3, "distributed": 3,
-          "explain": 4, "evaluate": 5, "viz": 6}
+LAYERS = {"runtime": 0, "student": 0, "data": 1, "models": 2, "train": 3, "distributed": 3,
+          "explain": 4, "evaluate": 5, "viz": 6, "runner": 7, "run_report": 7}
 NO_TRAINING = {"explain", "evaluate", "viz"}
 
 

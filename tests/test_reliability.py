@@ -652,6 +652,44 @@ def test_empty_indexes_are_errors_not_empty_datasets(tmp_path, loader):
         call()
 
 
+# ---- 12. silent data defects ---------------------------------------------------------------------
+def test_mura_image_listed_twice_is_an_error_naming_the_row(tmp_path):
+    image = "MURA-v1.1/train/XR_WRIST/patient00001/study1_positive/image1.png"
+    root = _mura(tmp_path, image_row=image)                           # line 2 repeats line 1
+    with pytest.raises(ValueError, match=r"train_image_paths.csv line 2: image '.*image1.png' is listed twice "
+                                         r"\(first on line 1\)"):
+        MuraDataset(root, "train", size=16)
+    (root / "MURA-v1.1/train_image_paths.csv").write_text(f"{image}\n")
+    assert len(MuraDataset(root, "train", size=16)) == 1            # listed once: one image
+
+
+def test_mura_study_with_two_labels_is_an_error_naming_the_row(tmp_path):
+    study = "MURA-v1.1/train/XR_WRIST/patient00001/study1_positive/"
+    root = _mura(tmp_path, study_row=study)                           # line 2: the same study, label 0
+    with pytest.raises(ValueError, match=r"train_labeled_studies.csv line 2: study '.*study1_positive/' is "
+                                         r"labelled 0 here and 1 on line 1"):
+        MuraDataset(root, "train", size=16)
+    (root / "MURA-v1.1/train_labeled_studies.csv").write_text(f"{study},1\n{study},1\n")
+    assert MuraDataset(root, "train", size=16).labels.tolist() == [1]   # a repeated, agreeing row is harmless
+
+
+def test_data_root_that_is_not_a_folder_is_named(tmp_path, monkeypatch):
+    from medxai_lib.data import DATA_ENV, resolve_data_root
+    archive = tmp_path / "MURA-v1.1.zip"
+    archive.write_bytes(b"PK")
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    with pytest.raises(NotADirectoryError, match=r"data_root: .*MURA-v1.1.zip is not a folder"):
+        resolve_data_root(archive)
+    with pytest.raises(FileNotFoundError, match=r"data_root: .*missing does not exist"):
+        resolve_data_root(tmp_path / "missing")
+    monkeypatch.setenv(DATA_ENV, str(archive))
+    with pytest.raises(NotADirectoryError, match=r"\$MEDXAI_DATA: .*MURA-v1.1.zip is not a folder.*unset MEDXAI_DATA"):
+        resolve_data_root(None)
+    assert resolve_data_root(tmp_path) == tmp_path                   # a folder is accepted
+    monkeypatch.delenv(DATA_ENV)
+    assert resolve_data_root(None) is None and resolve_data_root("") is None
+
+
 def test_reliability_doc_lists_every_test():
     page = (Path(__file__).resolve().parents[1] / "docs" / "reliability.md").read_text()
     names = [name for name in globals() if name.startswith("test_") and name != "test_reliability_doc_lists_every_test"]

@@ -85,7 +85,8 @@ def test_runner_exports_html_index_memory_and_per_notebook_params(tmp_path):
     assert all(r["peak_mb"] > 10 for r in data.values())           # a python kernel holds tens of MB
     index = (out / "index.html").read_text()
     assert '<a href="01_a.ipynb.html"' not in index and '<a href="01_a.html">01_a.ipynb</a>' in index
-    assert "scaled = 5" in index and "<pre>5</pre>" in (out / "02_b.html").read_text()   # the executed output
+    assert '<tr class="" data-metric="scaled"><td>scaled</td><td class="value">5</td>' in index
+    assert "<pre>5</pre>" in (out / "02_b.html").read_text()   # the executed output
     assert "peak memory (MB)" in (out / "summary.md").read_text()
     typo = tmp_path / "typo.yaml"
     typo.write_text("03_missing:\n  scale: 1\n")

@@ -23,13 +23,21 @@ DATA_ENV = "MEDXAI_DATA"
 
 
 def resolve_data_root(data_root: str | Path | None) -> Path | None:
-    """The notebook's ``data_root`` parameter, else ``$MEDXAI_DATA``, else None (= phantom data)."""
-    value = data_root if data_root not in (None, "") else os.environ.get(DATA_ENV) or None
+    """The notebook's ``data_root`` parameter, else ``$MEDXAI_DATA``, else None (= phantom data). Raises
+    ``FileNotFoundError`` for a path that does not exist and ``NotADirectoryError`` for one that is not a
+    folder, naming the parameter (or the variable) and the path."""
+    from_env = data_root in (None, "")
+    value = (os.environ.get(DATA_ENV) or None) if from_env else data_root
     if value is None:
         return None
+    name = f"${DATA_ENV}" if from_env else "data_root"
+    unset = f"unset {DATA_ENV}" if from_env else "set data_root=None"
     path = Path(value).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"data_root: {path} does not exist (set data_root=None to use phantom data)")
+        raise FileNotFoundError(f"{name}: {path} does not exist ({unset} to use phantom data)")
+    if not path.is_dir():
+        raise NotADirectoryError(f"{name}: {path} is not a folder; expected the folder that holds the dataset "
+                                 f"(e.g. MURA-v1.1/), or {unset} to use phantom data")
     return path
 
 

@@ -201,7 +201,7 @@ def shortcut_classifier(seed: int = 0, marker_correlation: float = 1.0, image_si
                               marker_correlation=marker_correlation)
     seed_everything(seed)
     net = build_model(arch, num_classes=1, in_channels=channels)
-    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, memory_format="channels_last")
     key = {"data": "phantom-marker", "size": image_size, "train": n_train_studies, "seed": seed,
            "marker_correlation": float(marker_correlation)}
     result = fit(net, train, None, config, device=resolve_device(device), cache_key=key)

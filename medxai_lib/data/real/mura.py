@@ -86,8 +86,8 @@ class MuraDataset(ImageListDataset):
 
     Raises ``FileNotFoundError`` naming the file for a missing CSV, study folder or image, and
     ``ValueError`` naming the file for a corrupt or oversized image (above ``max_pixels``, 4096 x 4096),
-    a malformed CSV row, a CSV path that escapes the dataset folder (naming the row), or an empty
-    selection. 16-bit radiographs are scaled by their bit depth (see ``medxai_lib.data.real.common``).
+    a malformed CSV row, a CSV path that escapes the dataset folder, an image listed twice or a study
+    listed with two labels (naming the row), or an empty selection. 16-bit radiographs are scaled by their bit depth (see ``medxai_lib.data.real.common``).
     """
 
     def __init__(self, root: str | Path, split: str = "valid", size: int = 320, channels: int = 3,
@@ -104,8 +104,13 @@ class MuraDataset(ImageListDataset):
         self.paths: list[Path] = []
         self.records: list[dict[str, Any]] = []
         csv_path = self.root / f"{split}_image_paths.csv"
+        listed: dict[Path, int] = {}
         for line, row in _read_rows(csv_path):
             path = _resolve(self.root, row[0], f"{csv_path} line {line}")
+            if path in listed:
+                raise ValueError(f"{csv_path} line {line}: image {row[0].strip()!r} is listed twice (first on line "
+                                 f"{listed[path]}); it would be counted twice")
+            listed[path] = line
             parts = Path(row[0].strip()).parts
             if len(parts) < 5:
                 raise ValueError(f"{csv_path} line {line}: malformed image path {row[0]!r}")
@@ -128,6 +133,7 @@ class MuraDataset(ImageListDataset):
     def _read_studies(self) -> dict[str, int]:
         csv_path = self.root / f"{self.split}_labeled_studies.csv"
         labels: dict[str, int] = {}
+        first_line: dict[str, int] = {}
         for line, row in _read_rows(csv_path):
             if len(row) != 2 or row[1].strip() not in {"0", "1"}:
                 raise ValueError(f"{csv_path} line {line}: expected rows 'study_dir/,label' with label 0/1, "
@@ -135,7 +141,12 @@ class MuraDataset(ImageListDataset):
             study_dir = _resolve(self.root, row[0], f"{csv_path} line {line}")
             if not study_dir.is_dir():
                 raise FileNotFoundError(f"MURA: study listed in {csv_path.name} does not exist: {study_dir}")
-            labels[str(study_dir.resolve())] = int(row[1])
+            key, label = str(study_dir.resolve()), int(row[1])
+            if key in labels and labels[key] != label:
+                raise ValueError(f"{csv_path} line {line}: study {row[0].strip()!r} is labelled {label} here and "
+                                 f"{labels[key]} on line {first_line[key]}")
+            labels.setdefault(key, label)
+            first_line.setdefault(key, line)
         return labels
 
     @property

@@ -1,0 +1,63 @@
+"""Training step time in contiguous vs channels-last memory order, for the models whose training dominates the
+cold notebooks (03's shortcut DenseNets, 05's MDNet image models, 06's Patho-GAN generator + discriminator), with
+the notebooks' batch sizes, image sizes and thread counts (model and 4-D inputs in the same order). Median of 7 steps after 3 warm-up steps; each format twice, alternating, the faster kept; one run."""
+import statistics
+import time
+
+import torch
+
+from medxai_lib.models import build_model
+from medxai_lib.models.mdnet import MDNetImage
+from medxai_lib.models.pathogan import UNetGenerator, VesselDiscriminator
+from medxai_lib.runtime import in_memory_format
+
+
+def step_seconds(make, inputs, loss, memory_format: str, threads: int) -> float:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = in_memory_format(make(), memory_format).train()
+    inputs = [in_memory_format(x, memory_format) for x in inputs]
+    opt = torch.optim.Adam(model.parameters())
+    times = []
+    for i in range(10):
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss(model, *inputs).backward()
+        opt.step()
+        if i >= 3:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+class _GAN(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.g, self.d = UNetGenerator((16, 32), 24), VesselDiscriminator(24)
+
+    def forward(self, v, fov, z, m1, m2):
+        fake = self.g(v, fov, z, [m1, m2])
+        return self.d(fake, v).mean() + fake.mean()
+
+
+B, S = 6, 96
+CASES = {
+    "03 shortcut densenet_small, 64 px, batch 32, 2 threads": (
+        lambda: build_model("densenet_small", num_classes=1, in_channels=1), (torch.rand(32, 1, 64, 64),),
+        lambda m, x: m(x).mean(), 2),
+    "05 MDNet image model (ensemble), 64 px, batch 16, 1 thread": (
+        lambda: MDNetImage(4, connection="ensemble"), (torch.rand(16, 3, 64, 64),), lambda m, x: m(x).mean(), 1),
+    "05 MDNet image model (additive), 64 px, batch 16, 1 thread": (
+        lambda: MDNetImage(4, connection="additive"), (torch.rand(16, 3, 64, 64),), lambda m, x: m(x).mean(), 1),
+    "06 Patho-GAN generator + discriminator, 96 px, batch 6, 2 threads": (
+        _GAN, (torch.rand(B, 1, S, S), torch.ones(B, 1, S, S), torch.randn(B, 32), torch.randn(B, 16, S // 2, S // 2),
+               torch.randn(B, 32, S // 4, S // 4)), lambda m, *x: m(*x), 2),
+}
+print(f"torch {torch.__version__}")
+print(f"{'model':68s} {'contiguous s':>13s} {'channels_last s':>16s} {'speed-up':>9s}")
+for name, (make, inputs, loss, threads) in CASES.items():
+    runs = {fmt: [] for fmt in ("contiguous", "channels_last")}
+    for _ in range(2):                         # alternate, keep each format's faster run (one-off warm-up stalls)
+        for fmt in runs:
+            runs[fmt].append(step_seconds(make, inputs, loss, fmt, threads))
+    plain, fast = min(runs["contiguous"]), min(runs["channels_last"])
+    print(f"{name:68s} {plain:13.4f} {fast:16.4f} {plain / fast:8.2f}x")
