@@ -57,6 +57,7 @@ benchmark: install
 	$(PY) benchmarks/phantoms.py
 	$(PY) benchmarks/explain_vs_peers.py
 	$(PY) benchmarks/agreement.py
+	$(PY) benchmarks/training_layout.py
 
 claims: install
 	MEDXAI_STATIC_WIDGETS=1 $(PY) scripts/claims_across_seeds.py $(NOTEBOOKS) --seeds $(SEEDS) $(if $(WRITE_BACK),--write-back)

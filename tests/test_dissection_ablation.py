@@ -118,3 +118,82 @@ def test_taxonomy_table_covers_every_axis():
     assert set(table["attribution"]) == {True, False}
     assert table.loc["attention_gate", "stage"] == "in-model" and not table.loc["attention_gate", "attribution"]
     assert len(taxonomy_table()) < len(table)
+
+
+# ---- mean ablation and every control group ---------------------------------------------------------
+def _small_skin_net():
+    torch.manual_seed(0)
+    return SkinCNN(2, 3, 8).eval(), torch.rand(6, 3, 32, 32)
+
+
+def test_unit_means_is_the_channel_mean_of_the_layer():
+    net, x = _small_skin_net()
+    from medxai_lib.explain.ablation import unit_means
+    acts = layer_activations(net, x, "features.conv2")
+    assert torch.allclose(unit_means(net, x, "features.conv2", batch_size=4), acts.mean((0, 2, 3)), atol=1e-6)
+
+
+def test_mean_ablation_writes_each_unit_its_own_mean_and_leaves_the_others():
+    net, x = _small_skin_net()
+    from medxai_lib.explain.ablation import unit_means
+    means = unit_means(net, x, "features.conv2")
+    seen = {}
+    handle = net.features.conv3.register_forward_pre_hook(lambda m, i: seen.update(input=i[0].detach().clone()))
+    with ablate_units(net, "features.conv2", [1, 4], value=means), torch.no_grad():
+        net(x)
+    handle.remove()
+    plain = layer_activations(net, x, "features.conv2")
+    pooled = torch.nn.functional.max_pool2d(plain, 2)          # conv3 sees pool2(conv2)
+    got = seen["input"]
+    assert torch.allclose(got[:, [1, 4]], means[[1, 4]].view(1, 2, 1, 1).expand_as(got[:, [1, 4]]))
+    keep = [k for k in range(plain.shape[1]) if k not in (1, 4)]
+    assert torch.allclose(got[:, keep], pooled[:, keep], atol=1e-6)
+    with pytest.raises(ValueError, match="per-channel values"):
+        with ablate_units(net, "features.conv2", [1], value=means[:3]), torch.no_grad():
+            net(x)
+
+
+def test_unit_groups_enumerates_when_few_and_samples_distinct_groups_when_many():
+    from math import comb
+
+    from medxai_lib.explain.ablation import unit_groups
+    every = unit_groups(10, 3, 200, exclude=[0, 1, 2])          # 7 units left: C(7, 3) = 35 groups, all of them
+    assert len(every) == comb(7, 3) and len({tuple(g) for g in every}) == 35
+    assert all(set(g).isdisjoint({0, 1, 2}) for g in every)
+    sampled = unit_groups(30, 3, 200, seed=1)                    # C(30, 3) = 4060 > 200: a sample
+    assert len(sampled) == 200 == len({tuple(g) for g in sampled})
+    assert sampled == unit_groups(30, 3, 200, seed=1) != unit_groups(30, 3, 200, seed=2)
+    with pytest.raises(ValueError, match="count"):
+        unit_groups(5, 4, 10, exclude=[0, 1])
+
+
+def test_every_group_control_has_one_row_per_group():
+    net, x = _small_skin_net()
+    from medxai_lib.explain.ablation import ablate_groups_vs_random
+    result = ablate_groups_vs_random(net, x, "features.conv2", {"a": [0, 1]}, 16, exclude=list(range(10)), n_draws=50,
+                                     target=1, every_group=True)
+    assert result.random["a"].shape == (15, 6) and len(result.draws["a"]) == 15       # C(6, 2) = 15
+
+
+def test_weakest_side_preference_and_best_single_unit_by_hand():
+    from medxai_lib.evaluate.studies.dissection import best_single_unit, side_preference
+    recall = torch.zeros(2, 4, 8)
+    recall[0, :, 0] = 0.9                  # unit 0: strongly west
+    recall[1, :, 2], recall[1, :, 6] = 0.4, 0.3    # unit 1: weakly prefers sector 2 over its opposite 6
+    recall[1, :, 3] = 0.25
+    select = torch.tensor([True, True, False, False])
+    pref, opp, sectors = side_preference(recall, select, reduce="weakest")
+    assert sectors == [0, 2] and np.allclose(pref, 0.4) and np.allclose(opp, 0.3)
+    mean_pref, mean_opp, _ = side_preference(recall, select)
+    assert np.allclose(mean_pref, 0.65) and np.allclose(mean_opp, 0.15)
+    assert best_single_unit(recall, select, share=0.2) == 1       # 3 sectors >= 0.2 beat unit 0's one
+    with pytest.raises(ValueError, match="reduce"):
+        side_preference(recall, select, reduce="max")
+
+
+def test_ablation_ranks_by_hand():
+    from medxai_lib.evaluate.studies.dissection import ablation_ranks
+    table = ablation_ranks({"g": np.array([-0.3, 0.3])}, {"g": np.array([[0.1, -0.1], [0.5, 0.5], [0.2, 0.0]])})
+    row = table.loc["g"]
+    assert row["mean |ΔP| of the group"] == 0.3 and row["control groups"] == 3
+    assert row["share of control groups below it"] == round(2 / 3, 3) and row["largest control group"] == 0.5

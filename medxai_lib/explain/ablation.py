@@ -1,10 +1,16 @@
 """Unit ablation: the causal test for feature-map explanations (switch units off, watch the output).
 
 A group of units is compared with *random* groups of the same size drawn from the units that are not
-under test (:func:`ablate_groups_vs_random`): the control answers "would any units of this layer do
-that?". :func:`rank_units` scores every unit by single-unit ablation, to pick units for a held-out test.
+under test (:func:`ablate_groups_vs_random`; every such group when there are few, :func:`unit_groups`): the
+control answers "would any units of this layer do that?". Units are switched off by zero (the usual
+ablation) or by their mean activation (:func:`unit_means`), which keeps the layer's typical input to the
+next one and so separates "these units" from "fewer units". :func:`rank_units` scores every unit by
+single-unit ablation, to pick units for a held-out test.
 """
 from __future__ import annotations
+
+import itertools
+import math
 
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,17 +24,28 @@ from medxai_lib.explain.capture import LayerSpec, check_images, explaining, reso
 
 
 @contextmanager
-def ablate_units(model: nn.Module, layer: LayerSpec, units: Sequence[int], value: float = 0.0) -> Iterator[None]:
-    """Within the block, ``layer``'s output channels ``units`` are replaced by ``value``. The hook is
-    removed afterwards (also on error); weights are never touched."""
+def ablate_units(model: nn.Module, layer: LayerSpec, units: Sequence[int],
+                 value: float | torch.Tensor = 0.0) -> Iterator[None]:
+    """Within the block, ``layer``'s output channels ``units`` are replaced by ``value``: one number, or one
+    per channel of the layer ``(K,)`` (e.g. :func:`unit_means`: mean ablation). The hook is removed
+    afterwards (also on error); weights are never touched."""
     name, module = resolve_layer(model, layer)
     units = [int(u) for u in units]
+    per_unit = torch.as_tensor(value, dtype=torch.float32) if isinstance(value, torch.Tensor) else None
+    if per_unit is not None and per_unit.ndim != 1:
+        raise ValueError(f"value: expected a number or one value per channel (K,), got shape {tuple(per_unit.shape)}")
 
     def hook(_m: nn.Module, _i: tuple, output: torch.Tensor) -> torch.Tensor:
         if units and max(units) >= output.shape[1]:
             raise ValueError(f"units: {max(units)} out of range for {name!r} with {output.shape[1]} channels")
         output = output.clone()
-        output[:, units] = value
+        if per_unit is None:
+            output[:, units] = value
+        else:
+            if len(per_unit) != output.shape[1]:
+                raise ValueError(f"value: {len(per_unit)} per-channel values for {name!r} with {output.shape[1]} channels")
+            fill = per_unit[units].to(output).view(1, -1, *([1] * (output.ndim - 2)))
+            output[:, units] = fill.expand(output.shape[0], -1, *output.shape[2:])
         return output
 
     handle = module.register_forward_hook(hook)
@@ -36,6 +53,28 @@ def ablate_units(model: nn.Module, layer: LayerSpec, units: Sequence[int], value
         yield
     finally:
         handle.remove()
+
+
+def unit_means(model: nn.Module, images: torch.Tensor, layer: LayerSpec, batch_size: int = 64) -> torch.Tensor:
+    """Mean activation of each output channel of ``layer`` over ``images (N, C, H, W)`` and all positions,
+    ``(K,)``: the fill value of mean ablation."""
+    check_images(model, images)
+    _, module = resolve_layer(model, layer)
+    sums: list[torch.Tensor] = []
+    counts: list[int] = []
+
+    def hook(_m: nn.Module, _i: tuple, output: torch.Tensor) -> None:
+        values = output.detach().float().transpose(0, 1).flatten(1)          # (K, B * h * w)
+        sums.append(values.sum(1).cpu())
+        counts.append(values.shape[1])
+    handle = module.register_forward_hook(hook)
+    try:
+        with explaining(model), torch.no_grad():
+            for part in images.split(batch_size):
+                model(part)
+    finally:
+        handle.remove()
+    return torch.stack(sums).sum(0) / sum(counts)
 
 
 def _probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -63,10 +102,10 @@ def random_units(n_units: int, count: int, exclude: Sequence[int] = (), seed: in
 
 
 def ablation_effects(model: nn.Module, images: torch.Tensor, layer: LayerSpec, groups: Sequence[Sequence[int]],
-                     target: int, batch_size: int = 64) -> torch.Tensor:
+                     target: int, batch_size: int = 64, value: float | torch.Tensor = 0.0) -> torch.Tensor:
     """Signed change of the ``target`` class probability per image for each group of units ablated
-    together: ``(G, N)`` (row g: ``groups[g]`` switched off; negative = the units supported the class).
-    The unablated output is computed once for all groups."""
+    together: ``(G, N)`` (row g: ``groups[g]`` replaced by ``value``, 0 or per-channel means; negative = the
+    units supported the class). The unablated output is computed once for all groups."""
     check_images(model, images)
     if len(groups) == 0:
         raise ValueError("groups: expected at least one group of units")
@@ -74,7 +113,7 @@ def ablation_effects(model: nn.Module, images: torch.Tensor, layer: LayerSpec, g
         before = torch.cat([_probabilities(model(p))[:, target] for p in images.split(batch_size)])
         rows = []
         for units in groups:
-            with ablate_units(model, layer, units):
+            with ablate_units(model, layer, units, value):
                 rows.append(torch.cat([_probabilities(model(p))[:, target] for p in images.split(batch_size)]) - before)
     return torch.stack(rows)
 
@@ -85,6 +124,24 @@ def random_unit_draws(n_units: int, count: int, n_draws: int, exclude: Sequence[
     if not isinstance(n_draws, int) or n_draws < 1:
         raise ValueError(f"n_draws: expected a positive int, got {n_draws!r}")
     return [random_units(n_units, count, exclude, seed + i) for i in range(n_draws)]
+
+
+def unit_groups(n_units: int, count: int, n_draws: int, exclude: Sequence[int] = (), seed: int = 0
+                ) -> list[list[int]]:
+    """The control groups of ``count`` units from ``range(n_units)`` minus ``exclude``: **every** such group
+    when there are at most ``n_draws`` of them (in lexicographic order), else ``n_draws`` distinct groups drawn
+    at random (seeded). Each group is one draw of the control."""
+    if not isinstance(n_draws, int) or n_draws < 1:
+        raise ValueError(f"n_draws: expected a positive int, got {n_draws!r}")
+    pool = [int(u) for u in np.setdiff1d(np.arange(n_units), np.asarray(list(exclude), dtype=int))]
+    if not 1 <= count <= len(pool):
+        raise ValueError(f"count: {count} units requested but {len(pool)} are left after excluding {len(exclude)}")
+    if math.comb(len(pool), count) <= n_draws:
+        return [list(g) for g in itertools.combinations(pool, count)]
+    rng, seen = np.random.default_rng(seed), set()
+    while len(seen) < n_draws:
+        seen.add(tuple(sorted(int(u) for u in rng.choice(pool, size=count, replace=False))))
+    return [list(g) for g in sorted(seen)]
 
 
 @dataclass
@@ -98,18 +155,23 @@ class GroupAblation:
 
 def ablate_groups_vs_random(model: nn.Module, images: torch.Tensor, layer: LayerSpec, groups: Mapping[str, Sequence[int]],
                             n_units: int, exclude: Sequence[int], n_draws: int, target: int, seed: int = 0,
-                            batch_size: int = 64) -> GroupAblation:
-    """Ablate each group (its units together) and, for each group size, ``n_draws`` random groups of that
-    size drawn from ``range(n_units)`` minus ``exclude`` (the same draws for groups of the same size).
-    Empty groups are refused. One forward pass per group and per draw over ``images (N, C, H, W)``."""
+                            batch_size: int = 64, value: float | torch.Tensor = 0.0,
+                            every_group: bool = False) -> GroupAblation:
+    """Ablate each group (its units together, replaced by ``value``: 0, or per-channel means for mean
+    ablation) and, for each group size, ``n_draws`` random groups of that size drawn from ``range(n_units)``
+    minus ``exclude`` (the same draws for groups of the same size); ``every_group=True`` takes every such group
+    when there are at most ``n_draws`` (:func:`unit_groups`). Empty groups are refused. One forward pass per
+    group and per draw over ``images (N, C, H, W)``."""
     if any(len(units) == 0 for units in groups.values()):
         raise ValueError(f"groups: every group needs at least one unit, got sizes { {k: len(v) for k, v in groups.items()} }")
     sizes = sorted({len(units) for units in groups.values()})
-    by_size = {size: random_unit_draws(n_units, size, n_draws, exclude, seed + 1000 * size) for size in sizes}
+    draw = unit_groups if every_group else random_unit_draws
+    by_size = {size: draw(n_units, size, n_draws, exclude, seed + 1000 * size) for size in sizes}
     names = list(groups)
     flat = [list(groups[n]) for n in names] + [g for size in sizes for g in by_size[size]]
-    effects = ablation_effects(model, images, layer, flat, target, batch_size).cpu()
-    random_rows = {size: effects[len(names) + i * n_draws: len(names) + (i + 1) * n_draws] for i, size in enumerate(sizes)}
+    effects = ablation_effects(model, images, layer, flat, target, batch_size, value).cpu()
+    starts = np.cumsum([len(names)] + [len(by_size[size]) for size in sizes])
+    random_rows = {size: effects[starts[i]:starts[i + 1]] for i, size in enumerate(sizes)}
     return GroupAblation({n: effects[i] for i, n in enumerate(names)},
                          {n: random_rows[len(groups[n])] for n in names}, {n: by_size[len(groups[n])] for n in names})
 

@@ -310,11 +310,16 @@ def sector_recall(activations: torch.Tensor, thresholds: torch.Tensor, border: t
     return torch.where(total > 0, hit / total.clamp_min(1), torch.zeros_like(hit))
 
 
-def side_preference(per_unit_recall: torch.Tensor, select: torch.Tensor) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def side_preference(per_unit_recall: torch.Tensor, select: torch.Tensor, reduce: str = "mean"
+                    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Does each unit fire on one side of the rim? ``per_unit_recall (U, N, S)`` (:func:`sector_recall`
     of each unit alone); each unit's preferred sector is the argmax of its mean over the ``select``
-    images (bool ``(N,)``). On the other images, returns the mean over units of the recall in the
-    preferred sector and in the opposite one, each ``(N_test,)``, and the preferred sectors."""
+    images (bool ``(N,)``). On the other images, returns the recall in the preferred sector and in the
+    opposite one, each ``(N_test,)``: the mean over units (``reduce="mean"``) or the unit whose preference
+    is weakest there (``"weakest"``: smallest mean preferred - opposite; "each unit" holds if it holds for
+    that one), and the preferred sectors."""
+    if reduce not in ("mean", "weakest"):
+        raise ValueError(f"reduce: expected 'mean' or 'weakest', got {reduce!r}")
     if per_unit_recall.ndim != 3 or select.shape != (per_unit_recall.shape[1],):
         raise ValueError(f"per_unit_recall, select: expected (U, N, S) and (N,), got {tuple(per_unit_recall.shape)} "
                          f"and {tuple(select.shape)}")
@@ -327,9 +332,23 @@ def side_preference(per_unit_recall: torch.Tensor, select: torch.Tensor) -> tupl
     opposite = (preferred + n_sectors // 2) % n_sectors
     held = per_unit_recall[:, ~select]                                           # (U, N_test, S)
     rows = torch.arange(len(preferred))
-    tested = held[rows, :, preferred].mean(0)
-    control = held[rows, :, opposite].mean(0)
-    return tested.numpy(), control.numpy(), preferred.tolist()
+    tested, control = held[rows, :, preferred], held[rows, :, opposite]             # (U, N_test)
+    if reduce == "weakest":
+        weakest = int((tested - control).mean(1).argmin())
+        return tested[weakest].numpy(), control[weakest].numpy(), preferred.tolist()
+    return tested.mean(0).numpy(), control.mean(0).numpy(), preferred.tolist()
+
+
+def best_single_unit(per_unit_recall: torch.Tensor, select: torch.Tensor, share: float) -> int:
+    """Index (into ``per_unit_recall (U, N, S)``) of the unit that alone covers the most sectors with mean
+    recall >= ``share`` on the ``select`` images (ties: the larger total recall): the strongest single-unit
+    control for "together the units cover more of the rim"."""
+    if per_unit_recall.ndim != 3 or select.shape != (per_unit_recall.shape[1],) or not select.any():
+        raise ValueError(f"per_unit_recall, select: expected (U, N, S) and a non-empty bool (N,), got "
+                         f"{tuple(per_unit_recall.shape)} and {tuple(select.shape)}")
+    means = per_unit_recall[:, select].mean(1)                                    # (U, S)
+    covered = (means >= share).sum(1).double()
+    return int((covered + means.sum(1).double() / (means.shape[1] + 1)).argmax())
 
 
 def sectors_covered(share: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -371,3 +390,17 @@ def ablation_table(effects: dict, random: dict, subsets: dict | None = None, see
             row[f"ΔP random ({subset})"] = cell(draws[:, keep].mean(0))
         rows[name] = row
     return pd.DataFrame(rows).T.rename_axis("group (ΔP of P(malignant))")
+
+
+def ablation_ranks(effects: dict, random: dict) -> "pandas.DataFrame":
+    """Where each ablated group stands among its control groups: mean |ΔP| of the group, the number of
+    control groups (draws), the share of them with a smaller mean |ΔP| (its percentile among all draws) and
+    the largest control. ``effects``: name -> ``(N,)``; ``random``: name -> ``(R, N)``."""
+    import pandas as pd
+    rows = {}
+    for name, tested in effects.items():
+        tested, draws = np.abs(np.asarray(tested, float)).mean(), np.abs(np.asarray(random[name], float)).mean(1)
+        rows[name] = {"mean |ΔP| of the group": round(float(tested), 3), "control groups": len(draws),
+                      "share of control groups below it": round(float((draws < tested).mean()), 3),
+                      "largest control group": round(float(draws.max()), 3)}
+    return pd.DataFrame(rows).T.rename_axis("group")
