@@ -83,3 +83,31 @@ def test_the_pointing_game_takes_the_first_of_tied_maxima_and_energy_clips_negat
     signed = torch.full((1, 1, 4, 4), -1.0)
     signed[0, 0, 3, 3] = 1.0
     assert energy_in_mask(signed, mask).item() == 1.0       # the raw sum would be 1 / (1 - 15) < 0
+
+
+def test_importance_summary_takes_every_refit_as_a_draw():
+    """A null whose refits disagree: with the mean over refits as a fixed control the feature "beats" it; with
+    every refit as a draw (two-stage bootstrap) the null's CI is wider and the feature no longer clears it."""
+    from medxai_lib.evaluate.stats import Draws
+    from medxai_lib.evaluate.studies.taxonomy import importance_summary
+    rng = np.random.default_rng(0)
+    values = 0.05 + 0.01 * rng.standard_normal((200, 1))
+    refit_level = np.array([-0.15, 0.2, -0.1, 0.18, -0.12])[:, None, None]      # 5 refits, mean 0.002
+    refits = refit_level + 0.01 * rng.standard_normal((5, 200, 1))
+    fixed = importance_summary(values, refits.mean(0), ["f"], seed=0).loc["f"]
+    drawn = importance_summary(values, Draws(refits, over="refit"), ["f"], seed=0).loc["f"]
+    assert fixed["null"] == pytest.approx(drawn["null"])
+    assert drawn["null CI high"] - drawn["null CI low"] > 10 * (fixed["null CI high"] - fixed["null CI low"])
+    assert bool(fixed["beats null"]) and not bool(drawn["beats null"])
+
+
+def test_permuted_label_null_keeps_every_refit_on_request():
+    from sklearn.linear_model import LogisticRegression
+
+    from medxai_lib.evaluate.studies.taxonomy import permuted_label_null
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((80, 3)), rng.integers(0, 2, 80)
+    kept = permuted_label_null(LogisticRegression(), X[:60], y[:60], X[60:], y[60:], n_refits=3, n_repeats=2, seed=0,
+                               keep_draws=True)
+    mean = permuted_label_null(LogisticRegression(), X[:60], y[:60], X[60:], y[60:], n_refits=3, n_repeats=2, seed=0)
+    assert kept.shape == (3, 20, 3) and np.allclose(kept.mean(0), mean)

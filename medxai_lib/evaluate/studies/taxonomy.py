@@ -18,7 +18,8 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from typing import Callable, Mapping, Sequence
 from sklearn.metrics import silhouette_score
-from medxai_lib.evaluate.stats import bootstrap_many
+from medxai_lib.evaluate.stats import (Draws, Resampler, bootstrap_many, mean_statistic, percentile_ci,
+                                       replicates)
 
 
 #: The phantom's extra lesion colours (``LesionSpec.colours``) that :func:`lesion_cue_features` one-hot encodes.
@@ -227,24 +228,24 @@ def permutation_importance_per_unit(predict_proba: Callable[[np.ndarray], np.nda
 
 def permuted_label_null(model: "sklearn.base.ClassifierMixin", X_train: np.ndarray, y_train: np.ndarray,
                         X_test: np.ndarray, y_test: np.ndarray, n_refits: int = 20, n_repeats: int = 10,
-                        seed: int = 0) -> np.ndarray:
+                        seed: int = 0, keep_draws: bool = False) -> np.ndarray:
     """The permuted-label control for :func:`permutation_importance_per_unit`, as a distribution rather than
     one draw: ``n_refits`` clones of ``model`` (an unfitted or fitted sklearn classifier) are each fitted on
     a different permutation of ``y_train``, their per-row importances on ``(X_test, y_test)`` are computed,
-    and the mean over refits is returned, ``(N_test, F)``. One refit is a single draw from the null, whose
-    importances can be large by chance for any feature; the mean estimates what a model that learned
-    nothing real gets, feature by feature."""
+    and the mean over refits is returned, ``(N_test, F)`` — or, with ``keep_draws=True``, every refit's,
+    ``(n_refits, N_test, F)``, to pass as :class:`~medxai_lib.evaluate.stats.Draws` so that the spread of the
+    refits enters the CIs. One refit is a single draw from the null, whose importances can be large by chance
+    for any feature; the mean estimates what a model that learned nothing real gets, feature by feature."""
     from sklearn.base import clone
     if not isinstance(n_refits, int) or n_refits < 1:
         raise ValueError(f"n_refits: expected a positive int, got {n_refits!r}")
     y_train = np.asarray(y_train)
     rng = np.random.default_rng(seed)
-    total = None
+    refits = []
     for k in range(n_refits):
         null_model = clone(model).fit(X_train, rng.permutation(y_train))
-        values = permutation_importance_per_unit(null_model.predict_proba, X_test, y_test, n_repeats, seed=seed + k)
-        total = values if total is None else total + values
-    return total / n_refits
+        refits.append(permutation_importance_per_unit(null_model.predict_proba, X_test, y_test, n_repeats, seed=seed + k))
+    return np.stack(refits) if keep_draws else np.mean(refits, axis=0)
 
 
 def importance_summary(values: np.ndarray, null: np.ndarray, names: Sequence[str], n_boot: int = 2000,
@@ -254,15 +255,26 @@ def importance_summary(values: np.ndarray, null: np.ndarray, names: Sequence[str
     the importance's CI and the CI of (importance - null) both lie above 0; elsewhere the rank is empty (no
     ranking inside the noise). The CIs come from :func:`~medxai_lib.evaluate.stats.bootstrap_many`, with one
     resample of the units shared by the importance, the null and their difference.
-    ``values``, ``null``: ``(N, F)``. Rows sorted by importance."""
+    ``values``: ``(N, F)``; ``null``: ``(N, F)``, or :class:`~medxai_lib.evaluate.stats.Draws` ``(S, N, F)`` (e.g.
+    every permuted-label refit): then the null's CI and the difference's resample refits x units (two-stage).
+    Rows sorted by importance."""
     import pandas as pd
-    values, null = np.asarray(values, dtype=float), np.asarray(null, dtype=float)
+    values = np.asarray(values, dtype=float)
+    draws = null if isinstance(null, Draws) else None
+    null = draws.values.mean(0) if draws is not None else np.asarray(null, dtype=float)
     if values.ndim != 2 or values.shape != null.shape or values.shape[1] != len(names):
-        raise ValueError(f"values, null, names: expected two (N, F) arrays and F names, got {values.shape}, "
-                         f"{null.shape}, {len(names)}")
+        raise ValueError(f"values, null, names: expected two (N, F) arrays (or Draws (S, N, F)) and F names, got "
+                         f"{values.shape}, {null.shape}, {len(names)}")
     columns = np.concatenate([values, null, values - null], 1)            # (N, 3F), units resampled jointly
     _, lows, highs = bootstrap_many(columns, n_boot, seed)
     (lo, n_lo, d_lo), (hi, n_hi, _) = np.split(lows, 3), np.split(highs, 3)
+    if draws is not None:                                                 # refits x units for the null
+        resampler = Resampler(n_boot, seed)
+        units, refits, fixed = resampler.units(len(values)), resampler.draws(draws), np.zeros((n_boot, 1), dtype=int)
+        for f in range(values.shape[1]):
+            tested = replicates(Draws(values[None, :, f], over="tested"), mean_statistic, fixed, units)
+            control = replicates(Draws(draws.values[:, :, f], over=draws.over), mean_statistic, refits, units)
+            (n_lo[f], n_hi[f]), (d_lo[f], _) = percentile_ci(control), percentile_ci(tested - control)
     beyond = (d_lo > 0) & (lo > 0)
     table = pd.DataFrame({"importance": values.mean(0), "CI low": lo, "CI high": hi, "null": null.mean(0),
                           "null CI low": n_lo, "null CI high": n_hi, "beats null": beyond}, index=list(names))
