@@ -50,25 +50,6 @@ def metric_rows(result: dict[str, Any], baselines: dict[str, dict[str, Any]] | N
     return rows
 
 
-def notebook_claims(executed: str | Path) -> list[dict[str, str]]:
-    """The ``CLAIM`` / ``IDENTITY`` / ``SKIPPED`` lines an executed notebook's checked cells
-    (``# NBVAL_CHECK_OUTPUT``) printed, parsed by :func:`medxai_lib.evaluate.claims.parse_line`."""
-    import nbformat
-
-    from medxai_lib.evaluate.claims import parse_line
-
-    parsed = []
-    for cell in nbformat.read(str(executed), as_version=4).cells:
-        if cell.cell_type != "code" or "NBVAL_CHECK_OUTPUT" not in cell.source:
-            continue
-        for output in cell.get("outputs", []):
-            for line in output.get("text", "").splitlines():
-                item = parse_line(line)
-                if item is not None:
-                    parsed.append(item)
-    return parsed
-
-
 def verdict_of(claim: dict[str, str]) -> str:
     """``holds`` / ``refuted`` / ``inconclusive`` for a claim, ``identity holds`` / ``identity broken`` for an
     identity, ``skipped`` for a skip."""

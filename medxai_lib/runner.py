@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from medxai_lib.run_report import (append_history, history_entry, metric_rows, notebook_claims, read_history,
-                                   verdict_counts, write_index)
+from medxai_lib.evaluate.claims import checked_results
+from medxai_lib.run_report import (append_history, history_entry, metric_rows, read_history, verdict_counts, write_index)
 from medxai_lib.runtime import PROGRESS_ENV, RECORD_FILE_ENV, read_records
 
 
@@ -100,7 +100,7 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict[str, Any] | Non
     report, claims = "", []
     if (out_dir / notebook.name).exists():      # papermill writes the partial notebook on failure too
         report = export_html(out_dir / notebook.name).name
-        claims = notebook_claims(out_dir / notebook.name)
+        claims = checked_results(out_dir / notebook.name)
     return {"notebook": notebook.name, "status": status, "wall_s": wall, "peak_mb": memory["peak_mb"],
             "metrics": read_records(record_file), "error": error, "html": report, "claims": claims}
 

@@ -20,10 +20,9 @@ import time
 from collections import Counter, OrderedDict
 from pathlib import Path
 
-import nbformat
 import papermill as pm
 
-from medxai_lib.evaluate.claims import parse_line
+from medxai_lib.evaluate.claims import checked_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,20 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def torch_version() -> str:
     import torch
     return torch.__version__
-
-
-def checked_results(notebook: Path) -> list[dict[str, str]]:
-    """Parsed CLAIM / IDENTITY / SKIPPED lines of the notebook's checked cells."""
-    out = []
-    for cell in nbformat.read(notebook, as_version=4).cells:
-        if cell.cell_type != "code" or "NBVAL_CHECK_OUTPUT" not in cell.source:
-            continue
-        for output in cell.get("outputs", []):
-            for line in output.get("text", "").splitlines() if output.get("output_type") == "stream" else []:
-                parsed = parse_line(line)
-                if parsed is not None:
-                    out.append(parsed)
-    return out
 
 
 def outcome(result: dict[str, str]) -> str:

@@ -1,10 +1,8 @@
 """Network dissection on a hand-built case, angular coverage, unit ablation, global explanations."""
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from medxai_lib.data import SkinLesionPhantom
 from medxai_lib.evaluate.studies.dissection import NetworkDissection, angular_coverage, layer_activations
 from medxai_lib.evaluate.studies.taxonomy import embedding_separation
 from medxai_lib.explain import taxonomy_table
@@ -126,17 +124,9 @@ def _small_skin_net():
     return SkinCNN(2, 3, 8).eval(), torch.rand(6, 3, 32, 32)
 
 
-def test_unit_means_is_the_channel_mean_of_the_layer():
-    net, x = _small_skin_net()
-    from medxai_lib.explain.ablation import unit_means
-    acts = layer_activations(net, x, "features.conv2")
-    assert torch.allclose(unit_means(net, x, "features.conv2", batch_size=4), acts.mean((0, 2, 3)), atol=1e-6)
-
-
 def test_mean_ablation_writes_each_unit_its_own_mean_and_leaves_the_others():
     net, x = _small_skin_net()
-    from medxai_lib.explain.ablation import unit_means
-    means = unit_means(net, x, "features.conv2")
+    means = layer_activations(net, x, "features.conv2").mean((0, 2, 3))
     seen = {}
     handle = net.features.conv3.register_forward_pre_hook(lambda m, i: seen.update(input=i[0].detach().clone()))
     with ablate_units(net, "features.conv2", [1, 4], value=means), torch.no_grad():

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from medxai_lib.run_report import notebook_claims
+from medxai_lib.evaluate.claims import checked_results
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "00_start_here.ipynb"
@@ -17,7 +17,7 @@ NOTEBOOK = ROOT / "notebooks" / "00_start_here.ipynb"
 
 def _verdicts(path: Path) -> list[tuple[str, str, str]]:
     """``(kind, sentence, verdict)`` of every checked line of an executed notebook, digits left out."""
-    return [(c["kind"], c["sentence"], c.get("verdict", c.get("holds", ""))) for c in notebook_claims(path)]
+    return [(c["kind"], c["sentence"], c.get("verdict", c.get("holds", ""))) for c in checked_results(path)]
 
 
 @pytest.mark.executes_notebook

@@ -8,8 +8,9 @@ import nbformat
 import pytest
 
 from medxai_lib import runner
-from medxai_lib.run_report import (append_history, history_entry, metric_history, metric_rows, notebook_claims,
-                                   read_history, sparkline, verdict_counts, write_index)
+from medxai_lib.evaluate.claims import checked_results
+from medxai_lib.run_report import (append_history, history_entry, metric_history, metric_rows, read_history, sparkline,
+                                   verdict_counts, write_index)
 
 BASELINES = {"01_a": {"auroc": {"value": 0.9, "tolerance": 0.05, "direction": "higher"},
                       "gap": {"value": 0.0, "tolerance": 1e-5, "direction": "lower"},
@@ -123,14 +124,14 @@ def test_a_broken_history_line_is_named(tmp_path):
 
 
 def test_claims_column_lists_the_executed_notebooks_verdicts(tmp_path):
-    claims = notebook_claims(_executed(tmp_path / "01_a.ipynb", CLAIMS))
+    claims = checked_results(_executed(tmp_path / "01_a.ipynb", CLAIMS))
     assert [c["kind"] for c in claims] == ["CLAIM", "CLAIM", "IDENTITY", "SKIPPED"]   # the unchecked cell is ignored
     assert verdict_counts(claims) == {"holds": 1, "refuted": 1, "identity holds": 1, "skipped": 1}
     page = write_index([_result(claims=claims)], tmp_path, baselines=BASELINES).read_text()
     cell = re.search(r'<td class="claims">(.*?)</td>', page).group(1)
     assert "1 holds" in cell and "1 refuted" in cell and "1 identity holds" in cell and "1 skipped" in cell
     assert "<b>refuted</b>: the edge map loses (margin 0.050)" in cell and "not checked" not in cell
-    bad = notebook_claims(_executed(tmp_path / "02_b.ipynb", [CLAIMS[0].replace("holds", "inconclusive")]))
+    bad = checked_results(_executed(tmp_path / "02_b.ipynb", [CLAIMS[0].replace("holds", "inconclusive")]))
     page = write_index([_result(claims=bad)], tmp_path, baselines=BASELINES).read_text()
     assert '<span class="bad">1 inconclusive</span>' in page
 
@@ -155,7 +156,7 @@ def test_make_run_appends_the_history_and_writes_the_page_with_baselines(tmp_pat
     def fake_run(notebook, out_dir, parameters=None, timeout_s=1800):   # no kernel, no notebook executed
         out_dir.mkdir(parents=True, exist_ok=True)
         executed = _executed(out_dir / notebook.name, CLAIMS)
-        return _result(notebook.name, {"auroc": next(runs), "gap": 0.0, "lost": 1.0}, notebook_claims(executed))
+        return _result(notebook.name, {"auroc": next(runs), "gap": 0.0, "lost": 1.0}, checked_results(executed))
 
     monkeypatch.setattr(runner, "run_notebook", fake_run)
     argv = ["--notebooks", str(books), "--out", str(out), "--baselines", str(baselines)]

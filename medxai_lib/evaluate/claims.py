@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -41,8 +42,8 @@ from medxai_lib.evaluate.stats import (Draws, Resampler, Statistic, as_draws, fm
 DIRECTIONS = ("greater", "less")
 VERDICTS = ("holds", "refuted", "inconclusive")
 
-__all__ = ["ClaimResult", "ControlResult", "DIRECTIONS", "Draws", "IdentityResult", "VERDICTS", "claim", "fmt",
-           "identity", "mean_statistic", "parse_line", "skipped"]
+__all__ = ["ClaimResult", "ControlResult", "DIRECTIONS", "Draws", "IdentityResult", "VERDICTS", "checked_results", "claim",
+           "fmt", "identity", "mean_statistic", "parse_line", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -230,3 +231,19 @@ def parse_line(line: str) -> dict[str, str] | None:
         if match:
             return {"kind": kind, **{k: v for k, v in match.groupdict().items() if v is not None}}
     return None
+
+
+def checked_results(notebook: str | Path) -> list[dict[str, str]]:
+    """The parsed ``CLAIM`` / ``IDENTITY`` / ``SKIPPED`` lines (:func:`parse_line`) that an executed notebook's
+    checked cells (``# NBVAL_CHECK_OUTPUT``) printed to their stream outputs, in order."""
+    import nbformat
+    out = []
+    for cell in nbformat.read(str(notebook), as_version=4).cells:
+        if cell.cell_type != "code" or "NBVAL_CHECK_OUTPUT" not in cell.source:
+            continue
+        for output in cell.get("outputs", []):
+            for line in output.get("text", "").splitlines() if output.get("output_type") == "stream" else []:
+                parsed = parse_line(line)
+                if parsed is not None:
+                    out.append(parsed)
+    return out

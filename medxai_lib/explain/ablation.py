@@ -3,7 +3,8 @@
 A group of units is compared with *random* groups of the same size drawn from the units that are not
 under test (:func:`ablate_groups_vs_random`; every such group when there are few, :func:`unit_groups`): the
 control answers "would any units of this layer do that?". Units are switched off by zero (the usual
-ablation) or by their mean activation (:func:`unit_means`), which keeps the layer's typical input to the
+ablation) or by their mean activation (a ``(K,)`` fill value, e.g. the layer's activations averaged over
+images and positions), which keeps the layer's typical input to the
 next one and so separates "these units" from "fewer units". :func:`rank_units` scores every unit by
 single-unit ablation, to pick units for a held-out test.
 """
@@ -27,7 +28,7 @@ from medxai_lib.explain.capture import LayerSpec, check_images, explaining, reso
 def ablate_units(model: nn.Module, layer: LayerSpec, units: Sequence[int],
                  value: float | torch.Tensor = 0.0) -> Iterator[None]:
     """Within the block, ``layer``'s output channels ``units`` are replaced by ``value``: one number, or one
-    per channel of the layer ``(K,)`` (e.g. :func:`unit_means`: mean ablation). The hook is removed
+    per channel of the layer ``(K,)`` (e.g. each channel's mean activation: mean ablation). The hook is removed
     afterwards (also on error); weights are never touched."""
     name, module = resolve_layer(model, layer)
     units = [int(u) for u in units]
@@ -44,8 +45,7 @@ def ablate_units(model: nn.Module, layer: LayerSpec, units: Sequence[int],
         else:
             if len(per_unit) != output.shape[1]:
                 raise ValueError(f"value: {len(per_unit)} per-channel values for {name!r} with {output.shape[1]} channels")
-            fill = per_unit[units].to(output).view(1, -1, *([1] * (output.ndim - 2)))
-            output[:, units] = fill.expand(output.shape[0], -1, *output.shape[2:])
+            output[:, units] = per_unit[units].to(output).view(1, -1, *([1] * (output.ndim - 2)))
         return output
 
     handle = module.register_forward_hook(hook)
@@ -53,28 +53,6 @@ def ablate_units(model: nn.Module, layer: LayerSpec, units: Sequence[int],
         yield
     finally:
         handle.remove()
-
-
-def unit_means(model: nn.Module, images: torch.Tensor, layer: LayerSpec, batch_size: int = 64) -> torch.Tensor:
-    """Mean activation of each output channel of ``layer`` over ``images (N, C, H, W)`` and all positions,
-    ``(K,)``: the fill value of mean ablation."""
-    check_images(model, images)
-    _, module = resolve_layer(model, layer)
-    sums: list[torch.Tensor] = []
-    counts: list[int] = []
-
-    def hook(_m: nn.Module, _i: tuple, output: torch.Tensor) -> None:
-        values = output.detach().float().transpose(0, 1).flatten(1)          # (K, B * h * w)
-        sums.append(values.sum(1).cpu())
-        counts.append(values.shape[1])
-    handle = module.register_forward_hook(hook)
-    try:
-        with explaining(model), torch.no_grad():
-            for part in images.split(batch_size):
-                model(part)
-    finally:
-        handle.remove()
-    return torch.stack(sums).sum(0) / sum(counts)
 
 
 def _probabilities(logits: torch.Tensor) -> torch.Tensor:

@@ -134,11 +134,11 @@ def fit(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None,
     seed_everything(config.seed)
     rank, world = distributed_rank_and_size()
     loader, sampler = _train_loader(train_data, config, rank, world)
+    in_memory_format(model, config.memory_format)   # before DDP registers the parameters
     trained = model
     if world > 1:   # torchrun: gradients averaged across processes, each process sees its shard of the data
         from torch.nn.parallel import DistributedDataParallel
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    in_memory_format(model, config.memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total_steps = max(1, config.epochs * len(loader))
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps)

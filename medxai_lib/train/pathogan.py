@@ -323,9 +323,6 @@ def loss_gradient_shares(result: PathoGANResult, detector: DRDetector, healthy: 
     detector.requires_grad_(False)
     discriminator = result.discriminator.to(device).eval()
     features = RandomFeatureNet(config.seed).to(device) if config.detail_features else None
-    for net in (generator, discriminator, features):
-        if net is not None:
-            in_memory_format(net, config.memory_format)
     scales = {name: feature_scale(bank, name) for name in config.loss_layers}
     weights = loss_weights(config)
     rng = np.random.default_rng(config.seed + 1)

@@ -25,19 +25,18 @@ every path. The control region is the marker's box mirrored left-right (an empty
 from __future__ import annotations
 
 from typing import Mapping, Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-from medxai_lib.evaluate.metrics.localisation import empty_masks, energy_in_mask, mask_fraction, pointing_game
-from medxai_lib.evaluate.stats import LEVEL, bootstrap, difference, fmt
-from typing import Sequence
 from torch import nn
 from torch.utils.data import Dataset
+
 from medxai_lib.evaluate.metrics.classification import binary_metrics
-from medxai_lib.evaluate.metrics.localisation import pointing_game
+from medxai_lib.evaluate.metrics.localisation import empty_masks, energy_in_mask, mask_fraction, pointing_game
+from medxai_lib.evaluate.stats import LEVEL, bootstrap, difference, fmt
 from medxai_lib.explain.cam import cam, cam_contribution
 from medxai_lib.models.inference import predict_logits, probabilities
-
 
 METRICS = ("pointing", "energy")
 

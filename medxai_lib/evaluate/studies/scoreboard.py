@@ -11,22 +11,21 @@ the method report).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
+
 import numpy as np
 import torch
 from torch import nn
-from medxai_lib.evaluate.metrics.faithfulness import deletion_insertion_many
-from medxai_lib.evaluate.metrics.localisation import auprc, energy_in_mask, pointing_game, topk_iou
+
+from medxai_lib.evaluate.metrics.baselines import random_maps
+from medxai_lib.evaluate.metrics.faithfulness import deletion_insertion, deletion_insertion_many
+from medxai_lib.evaluate.metrics.localisation import (auprc, defined_mean, empty_masks, energy_in_mask, pointing_game,
+                                                      topk_iou)
 from medxai_lib.evaluate.metrics.robustness import sparseness
 from medxai_lib.evaluate.stats import bootstrap_many, format_ci
-import time
-from typing import Any, Callable
-from medxai_lib.evaluate.metrics.baselines import random_maps
-from medxai_lib.evaluate.metrics.faithfulness import deletion_insertion
-from medxai_lib.evaluate.metrics.localisation import auprc, defined_mean, empty_masks, energy_in_mask, pointing_game, topk_iou
 from medxai_lib.explain.registry import METHODS, as_heatmap, attribute
-
 
 #: metric -> the good direction ("higher" or "lower"); sparseness is a property, not a score.
 METRICS: dict[str, str] = {"pointing game": "higher", "energy in mask": "higher", "top-k IoU": "higher",

@@ -12,15 +12,15 @@ per-unit values (so that it gets bootstrap CIs and a permuted-label control), co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
+
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from typing import Callable, Mapping, Sequence
 from sklearn.metrics import silhouette_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
 from medxai_lib.evaluate.stats import (Draws, Resampler, bootstrap_many, mean_statistic, percentile_ci,
                                        replicates)
-
 
 #: The phantom's extra lesion colours (``LesionSpec.colours``) that :func:`lesion_cue_features` one-hot encodes.
 EXTRA_COLOURS = ("dark_brown", "light_brown", "black", "veil", "regression")
@@ -265,12 +265,15 @@ def importance_summary(values: np.ndarray, null: np.ndarray, names: Sequence[str
     if values.ndim != 2 or values.shape != null.shape or values.shape[1] != len(names):
         raise ValueError(f"values, null, names: expected two (N, F) arrays (or Draws (S, N, F)) and F names, got "
                          f"{values.shape}, {null.shape}, {len(names)}")
-    columns = np.concatenate([values, null, values - null], 1)            # (N, 3F), units resampled jointly
-    _, lows, highs = bootstrap_many(columns, n_boot, seed)
-    (lo, n_lo, d_lo), (hi, n_hi, _) = np.split(lows, 3), np.split(highs, 3)
-    if draws is not None:                                                 # refits x units for the null
+    if draws is None:
+        columns = np.concatenate([values, null, values - null], 1)        # (N, 3F), units resampled jointly
+        _, lows, highs = bootstrap_many(columns, n_boot, seed)
+        (lo, n_lo, d_lo), (hi, n_hi, _) = np.split(lows, 3), np.split(highs, 3)
+    else:                                                                 # the null and the difference: refits x units
+        _, lo, hi = bootstrap_many(values, n_boot, seed)
         resampler = Resampler(n_boot, seed)
         units, refits, fixed = resampler.units(len(values)), resampler.draws(draws), np.zeros((n_boot, 1), dtype=int)
+        n_lo, n_hi, d_lo = (np.empty(values.shape[1]) for _ in range(3))
         for f in range(values.shape[1]):
             tested = replicates(Draws(values[None, :, f], over="tested"), mean_statistic, fixed, units)
             control = replicates(Draws(draws.values[:, :, f], over=draws.over), mean_statistic, refits, units)
