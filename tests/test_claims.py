@@ -170,3 +170,19 @@ def test_draws_of_one_seed_set_are_paired_on_draws():
     paired = claim("x", Draws(tested, over="model seed"), {"c": Draws(control, over="model seed")}, show=False)
     unpaired = claim("x", Draws(tested, over="model seed"), {"c": Draws(control, over="other seeds")}, show=False)
     assert paired.verdict == "holds" and unpaired.verdict == "inconclusive"
+
+
+def test_checks_with_a_skip_reason_print_skipped_lines_instead_of_verdicts(capsys):
+    from medxai_lib.evaluate.claims import checks, parse_line
+    claim_, identity_ = checks("no evidence masks in this data set")
+    line = claim_("a method beats a baseline", np.ones(5), {"baseline": np.zeros(5)}, margin=0.1, seed=0)
+    gap_line = identity_("two maps agree", 0.0, "a slip", 1.0)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [line, gap_line]
+    assert parse_line(line) == {"kind": "SKIPPED", "sentence": "a method beats a baseline",
+                                "reason": "no evidence masks in this data set"}
+    real_claim, real_identity = checks(None)
+    assert real_claim("x", np.ones(5), {"c": np.zeros(5)}, show=False).verdict == "holds"
+    assert real_identity("y", 0.0, "z", 1.0, show=False).holds
+    with pytest.raises(ValueError, match="reason"):
+        checks("two | parts")

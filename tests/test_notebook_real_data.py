@@ -122,3 +122,23 @@ def test_image_reader_takes_read_only_arrays_without_warning():
         warnings.simplefilter("error")
         tensor = to_tensor(array, 4)
     assert tensor.shape == (3, 4, 4) and np.allclose(tensor.numpy(), 1.0)
+
+
+# ---- notebook 04 on ISIC 2018 Task 1 -----------------------------------------------------------------
+def test_notebook_04_on_an_isic2018_task1_fixture(tmp_path, monkeypatch):
+    from test_isic_task1 import isic_task1_tree    # JPEG lesions with their _segmentation.png masks
+    root = isic_task1_tree(tmp_path / "isic2018", n_images=8)
+    monkeypatch.setenv("MEDXAI_STATIC_WIDGETS", "1")
+    out = run_notebook("04_attribution_and_perturbation", tmp_path, data_root=str(root), image_size=64,
+                       n_train_studies=40, n_val_studies=20, epochs=1, n_test_studies=90, per_kind=3,
+                       n_sanity_images=6, rise_masks=16, lime_samples=10, n_boot=200, skin_lesions=8,
+                       skin_train=40, skin_epochs=1)
+    parsed = assert_checked_cells_speak(out, {"CLAIM", "SKIPPED"})
+    radiograph = [p for p in parsed if p["kind"] == "SKIPPED" and "MURA" in p["reason"]]
+    assert len(radiograph) >= 5, "the radiograph checks should print SKIPPED with the reason"
+    lesion = [p for p in parsed if p["kind"] == "CLAIM" and "lesion mask" in p["sentence"]]
+    assert len(lesion) == 2, "the energy and AUPRC lesion claims should be decided on the real masks"
+    assert all(p["control"] in ("random", "centre prior", "Sobel edges") for p in lesion)
+    cue = [p for p in parsed if "cue mask" in p["sentence"]]
+    assert len(cue) == 1 and cue[0]["kind"] == "SKIPPED" and "not its malignancy cues" in cue[0]["reason"]
+    assert warnings_in_outputs(out) == []

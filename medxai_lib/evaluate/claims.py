@@ -32,7 +32,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -209,6 +209,19 @@ def skipped(sentence: str, reason: str, show: bool = True) -> str:
     if show:
         print(line)
     return line
+
+
+def checks(skip_reason: str | None = None) -> tuple[Callable[..., ClaimResult | str], Callable[..., IdentityResult | str]]:
+    """``(claim, identity)`` for a notebook section. With ``skip_reason`` (one line) both print and return the
+    sentence's ``SKIPPED`` line with that reason instead of evaluating anything: for a section whose data
+    cannot decide its checks (e.g. a real dataset without the masks it needs). ``None``: the real ones."""
+    if skip_reason is None:
+        return claim, identity
+    skipped("probe", skip_reason, show=False)          # the reason's format is checked once, here
+
+    def skip(sentence: str, *args: object, show: bool = True, **kwargs: object) -> str:
+        return skipped(sentence, skip_reason, show=show)
+    return skip, skip
 
 
 _NUMBER = r"(-?[\d.]+(?:e[-+]?\d+)?|nan|inf|-inf)"

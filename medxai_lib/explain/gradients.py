@@ -6,6 +6,8 @@ GradientShap are thin wrappers over captum.
 """
 from __future__ import annotations
 
+import warnings
+
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -135,7 +137,10 @@ def _captum_per_class(method: Callable, model: nn.Module, images: torch.Tensor, 
         with torch.no_grad():
             idx = resolve_classes(classes, check_scores(model(images), len(images)))
         explainer = method(model)
-        maps = [explainer.attribute(images, target=idx[:, t].tolist(), **kwargs).detach() for t in range(idx.shape[1])]
+        inputs = images.detach().requires_grad_(True)     # captum warns (and sets it itself) otherwise
+        with warnings.catch_warnings():                   # DeepLift's notice that it hooks the ReLUs (removed after)
+            warnings.filterwarnings("ignore", message="Setting forward, backward hooks", category=UserWarning)
+            maps = [explainer.attribute(inputs, target=idx[:, t].tolist(), **kwargs).detach() for t in range(idx.shape[1])]
     return torch.stack(maps, 1)
 
 

@@ -6,15 +6,23 @@ lesion: split with :func:`medxai_lib.data.real.common.group_split` on ``lesion_i
 ISIC 2018 Task 3: ``ISIC2018_Task3_Training_Input/<image>.jpg`` and
 ``ISIC2018_Task3_Training_GroundTruth.csv`` (image, MEL, NV, BCC, AKIEC, BKL, DF, VASC; one-hot floats).
 Items: ``image`` (3, S, S) ImageNet-normalised, ``label`` () index into :data:`HAM_CLASSES`, ``meta``.
+ISIC 2018 Task 1 (lesion segmentation): ``ISIC2018_Task1-2_Training_Input/ISIC_xxxxxxx.jpg`` and
+``ISIC2018_Task1_Training_GroundTruth/ISIC_xxxxxxx_segmentation.png`` (0 = skin, 255 = lesion); items
+``image`` (3, S, S) ImageNet-normalised, ``mask`` (1, S, S) in {0, 1}, ``meta`` (no diagnosis label).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from torch.utils.data import Dataset
 
 from medxai_lib.data.phantoms.skin import HAM_CLASSES
-from medxai_lib.data.real.common import ImageListDataset, read_csv, resolve_inside
+from medxai_lib.data.real.common import (MAX_PIXELS, ImageListDataset, read_csv, read_image, resize_mask,
+                                        resolve_inside, to_tensor)
+from medxai_lib.data.transforms import normalize_image
 
 ISIC_COLUMNS = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 
@@ -75,3 +83,60 @@ class ISIC2018Task3(ImageListDataset):
             self.records.append({"label": HAM_CLASSES.index(diagnosis), "image_id": row["image"],
                                  "diagnosis": diagnosis})
         self._require_items(csv_path)
+
+
+ISIC_TASK1_INPUT = "ISIC2018_Task1-2_Training_Input"
+ISIC_TASK1_MASKS = "ISIC2018_Task1_Training_GroundTruth"
+_ISIC_ID = re.compile(r"ISIC_\d{7}")
+
+
+class ISIC2018Task1(Dataset):
+    """ISIC 2018 Task 1 (lesion boundary segmentation), training set as distributed: every
+    ``ISIC_xxxxxxx.jpg`` of the input folder (its ``LICENSE.txt`` / ``ATTRIBUTION.txt`` are ignored) with its
+    ``ISIC_xxxxxxx_segmentation.png``. Sorted by image id; ``limit`` keeps the first ones. An image without
+    its mask is an error naming both paths; a mask whose size differs from its image's is an error when
+    read. ``root`` is the folder holding the two folders."""
+
+    def __init__(self, root: str | Path, size: int | None = 224, limit: int | None = None,
+                 max_pixels: int = MAX_PIXELS) -> None:
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"limit: expected a positive int or None, got {limit!r}")
+        root = Path(root).expanduser()
+        inputs, masks = root / ISIC_TASK1_INPUT, root / ISIC_TASK1_MASKS
+        for folder in (inputs, masks):
+            if not folder.is_dir():
+                raise FileNotFoundError(f"root: no folder {folder} (expected the ISIC 2018 Task 1 layout: "
+                                        f"{ISIC_TASK1_INPUT}/ and {ISIC_TASK1_MASKS}/ under {root})")
+        ids = sorted(p.stem for p in inputs.iterdir() if p.suffix.lower() == ".jpg" and _ISIC_ID.fullmatch(p.stem))
+        if not ids:
+            raise ValueError(f"root: {inputs} holds no ISIC_xxxxxxx.jpg image")
+        self.size, self.max_pixels, self.items = size, max_pixels, []
+        for image_id in ids[:limit]:
+            image = resolve_inside(inputs, f"{image_id}.jpg", str(inputs))
+            mask = resolve_inside(masks, f"{image_id}_segmentation.png", str(masks))
+            if not mask.is_file():
+                raise FileNotFoundError(f"ISIC 2018 Task 1: image {image} has no mask {mask}")
+            self.items.append((image_id, image, mask))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def has_masks(self) -> bool:
+        return True
+
+    @property
+    def image_ids(self) -> list[str]:
+        return [image_id for image_id, _, _ in self.items]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index: {index} out of range for a dataset of {len(self)} images")
+        image_id, image_path, mask_path = self.items[index]
+        image, mask = read_image(image_path, "RGB", self.max_pixels), read_image(mask_path, "L", self.max_pixels)
+        if mask.shape != image.shape[:2]:
+            raise ValueError(f"ISIC 2018 Task 1: mask {mask_path.name} is {mask.shape[1]} x {mask.shape[0]} px, "
+                             f"its image {image_path.name} {image.shape[1]} x {image.shape[0]} px")
+        return {"image": normalize_image(to_tensor(image, self.size)),
+                "mask": resize_mask(mask > 127, self.size), "meta": {"image_id": image_id}}
+
