@@ -85,9 +85,9 @@ def test_bad_limit_and_index(tmp_path):
         ISIC2018Task1(root, size=16)[6]
 
 
-def test_a_mask_link_leading_out_of_the_root_is_the_owners_but_names_stay_inside(tmp_path):
-    """Ids come from the input folder's listing and must match ISIC_xxxxxxx: a file named to climb out
-    (``..``) is not an id and is ignored, so no path outside the two folders is built."""
+def test_files_not_named_like_an_isic_id_are_ignored(tmp_path):
+    """Ids come from the input folder's listing and must match ISIC_xxxxxxx: any other name (here one
+    starting with ``..``) is not an id, so no path outside the two folders is built from it."""
     root = isic_task1_tree(tmp_path / "isic", n_images=2)
     (root / ISIC_TASK1_INPUT / "..ISIC_0000001.jpg").write_bytes(b"not an image")
     assert ISIC2018Task1(root, size=16).image_ids == ["ISIC_0001000", "ISIC_0001001"]

@@ -112,8 +112,7 @@ class ISIC2018Task1(Dataset):
             raise ValueError(f"root: {inputs} holds no ISIC_xxxxxxx.jpg image")
         self.size, self.max_pixels, self.items = size, max_pixels, []
         for image_id in ids[:limit]:
-            image = resolve_inside(inputs, f"{image_id}.jpg", str(inputs))
-            mask = resolve_inside(masks, f"{image_id}_segmentation.png", str(masks))
+            image, mask = inputs / f"{image_id}.jpg", masks / f"{image_id}_segmentation.png"   # ids are ISIC_ + 7 digits
             if not mask.is_file():
                 raise FileNotFoundError(f"ISIC 2018 Task 1: image {image} has no mask {mask}")
             self.items.append((image_id, image, mask))
