@@ -15,7 +15,7 @@ help:
 	@echo "make run       execute every notebook with papermill into runs/latest/ (PARAMS=file.yaml to override)"
 	@echo "make lab       JupyterLab on notebooks/"
 	@echo "make benchmark print the benchmark ratios"
-	@echo "make claims    re-run every notebook for SEEDS (default 0 1 2 3 4; NOTEBOOKS=stems to narrow), write docs/claims.md, fail naming each inconclusive or flipping claim; WRITE_BACK=1 re-executes the committed notebooks for seed 0"
+	@echo "make claims    re-run every notebook for SEEDS (default 0 1 2 3 4; NOTEBOOKS=stems to narrow), write docs/claims.md, fail naming each inconclusive or flipping claim; WRITE_BACK=1 re-executes the committed notebooks for seed 0; KEEP=dir keeps the executed notebooks"
 	@echo "make test-browser  headless Chromium: notebook 03's explorer reacts to a slider in JupyterLab; the course site works"
 	@echo "make site      the course website in build/site/ from the committed notebooks and docs (offline, never re-executed)"
 	@echo "make student   student copies in notebooks-student/ (solution cells emptied, outputs cleared)"
@@ -60,7 +60,7 @@ benchmark: install
 	$(PY) benchmarks/training_layout.py
 
 claims: install
-	MEDXAI_STATIC_WIDGETS=1 $(PY) scripts/claims_across_seeds.py $(NOTEBOOKS) --seeds $(SEEDS) $(if $(WRITE_BACK),--write-back)
+	MEDXAI_STATIC_WIDGETS=1 $(PY) scripts/claims_across_seeds.py $(NOTEBOOKS) --seeds $(SEEDS) $(if $(WRITE_BACK),--write-back) $(if $(KEEP),--keep $(KEEP))
 
 student: install
 	$(PY) -m medxai_lib.student --src notebooks --out notebooks-student

@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None, notebooks: Path = ROOT / "notebooks") ->
     parser.add_argument("names", nargs="*", help="notebook stems (default: all)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "claims.md", help="the markdown file to write")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="a folder to keep the executed notebooks in (per-cell durations, outputs); default: discarded")
     parser.add_argument("--write-back", action="store_true",
                         help="run seed 0 with the notebook's own defaults (no injected parameters) and write the "
                              "executed notebook back to notebooks/ (the committed outputs)")
@@ -117,6 +119,9 @@ def main(argv: list[str] | None = None, notebooks: Path = ROOT / "notebooks") ->
     seconds: dict[str, dict[int, float]] = {}
     errors = []
     with tempfile.TemporaryDirectory() as tmp:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.keep)
         for book in books:
             results[book.stem], seconds[book.stem] = {}, {}
             for seed in args.seeds:

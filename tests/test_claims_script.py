@@ -78,3 +78,13 @@ def test_a_narrower_run_merges_with_the_last_results(tmp_path, monkeypatch):
     assert script.main(["01_b", "--seeds", "0", "1", "--out", str(out)], books) == 0
     text = out.read_text()
     assert "## 00_a" in text and "## 01_b" in text and "**FLIPS**" not in text and "none" in text.split("## Inconclusive")[1]
+
+
+def test_keep_leaves_the_executed_notebooks_in_the_folder(tmp_path, monkeypatch):
+    books = tmp_path / "notebooks"
+    books.mkdir()
+    _notebook(books, "00_a", [HOLDS])
+    monkeypatch.setattr(script.pm, "execute_notebook", lambda src, dst, **_: _notebook(Path(dst).parent, Path(dst).stem, [HOLDS]))
+    kept = tmp_path / "kept"
+    assert script.main(["--seeds", "0", "3", "--out", str(tmp_path / "claims.md"), "--keep", str(kept)], books) == 0
+    assert sorted(p.name for p in kept.iterdir()) == ["00_a-seed0.ipynb", "00_a-seed3.ipynb"]

@@ -197,3 +197,22 @@ def test_descriptor_gallery_outlines_the_box_and_shares_one_scale_per_row():
     with pytest.raises(ValueError, match="source_index"):
         plot_descriptor_gallery(DescriptorBank([a, b]), [torch.rand(3, 32, 32)], [0])
     plt.close("all")
+
+
+def test_real_detail_features_computed_once_give_the_same_loss(monkeypatch):
+    from medxai_lib.train import pathogan
+    healthy = FundusPhantom(5, size=32, seed=1, healthy=True, normalize=False)
+    features = RandomFeatureNet(0)
+    cached = pathogan.real_detail_features(features, healthy, torch.device("cpu"), chunk=2)
+    assert [tuple(f.shape) for f in cached] == [(5, 16, 32, 32), (5, 32, 16, 16)]
+    index = torch.tensor([4, 0, 2])
+    real = torch.stack([healthy[int(i)]["image"] for i in index])
+    fake, keep = torch.rand(3, 3, 32, 32), (torch.rand(3, 1, 32, 32) > 0.3).float()
+    expected = detail_loss(features, fake, real, keep)
+    assert detail_loss(features, fake, real, keep, [f[index] for f in cached]).item() == pytest.approx(expected.item(), rel=1e-5)
+    wrong = [f[index] for f in cached][::-1]
+    assert detail_loss(features, fake, real, keep, [f[index.flip(0)] for f in cached]).item() != pytest.approx(expected.item())
+    with pytest.raises(ValueError, match="real_features"):
+        detail_loss(features, fake, real, keep, wrong)
+    monkeypatch.setattr(pathogan, "REAL_FEATURE_CACHE_BYTES", 1000)      # too big to keep: computed per batch
+    assert pathogan.real_detail_features(features, healthy, torch.device("cpu")) is None

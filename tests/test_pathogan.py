@@ -337,3 +337,25 @@ def test_fit_pathogan_runs_caches_and_rejects_bad_input(detector):
         PathoGANConfig(pathology="nowhere")
     with pytest.raises(ValueError, match="one bank per vessel map"):
         synthesize(second.generator, torch.zeros(2, 1, 32, 32), torch.ones(2, 1, 32, 32), [bank])
+
+
+def test_synthesize_in_chunks_equals_one_batch_and_uses_eval_statistics():
+    torch.manual_seed(0)
+    gen = UNetGenerator((4, 8), width=8, z_dim=6)
+    gen.train()
+    for _ in range(3):     # move the batch-norm running statistics away from their initial values
+        gen(torch.rand(5, 1, 32, 32).round(), torch.ones(5, 1, 32, 32), torch.randn(5, 6))
+    d = _descriptor((8, 8, 12, 12), size=32)
+    vessels, fov = torch.rand(7, 1, 32, 32).round(), torch.ones(7, 1, 32, 32)
+    banks = [DescriptorBank([d]) if i % 2 else DescriptorBank() for i in range(7)]
+    whole = synthesize(gen, vessels, fov, banks, chunk=7)
+    assert gen.training                     # the caller's mode is restored
+    for chunk in (1, 3):
+        assert torch.allclose(synthesize(gen, vessels, fov, banks, chunk=chunk), whole, atol=1e-6)
+    z = torch.from_numpy(np.random.default_rng(0).standard_normal((7, 6)).astype(np.float32))
+    with torch.no_grad():
+        by_hand = gen.eval()(vessels, fov, z, descriptor_maps(banks, 32, (4, 8)))
+        in_train_mode = gen.train()(vessels, fov, z, descriptor_maps(banks, 32, (4, 8)))
+    assert torch.allclose(whole, by_hand, atol=1e-6) and not torch.allclose(whole, in_train_mode, atol=1e-3)
+    with pytest.raises(ValueError, match="chunk"):
+        synthesize(gen, vessels, fov, banks, chunk=0)

@@ -30,7 +30,7 @@ from medxai_lib.runtime import (atomic_write, cache_dir, check_memory_format, co
 from medxai_lib.train.fit import weights_digest
 
 
-LOSS_VERSION = 5  # part of the generator's cache key: bump when a loss changes
+LOSS_VERSION = 6  # part of the generator's cache key: bump when a loss changes (6: random detail features 16/32 wide)
 
 
 def adversarial_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
@@ -44,16 +44,23 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
 
 
 def detail_loss(feature_net: torch.nn.Module | None, synthetic: torch.Tensor, real: torch.Tensor,
-                keep: torch.Tensor | None = None) -> torch.Tensor:
+                keep: torch.Tensor | None = None, real_features: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
     """Retinal detail: L1 between the pixels and the ``feature_net`` features of synthetic and real
     ``(B, 3, S, S)`` images, weighted by ``keep`` ``(B, 1, S, S)`` (1 where the healthy retina should be
     reproduced). The pixel term makes a small CPU run converge; the features are the paper's argument for
-    sharp edges such as the disc's. ``feature_net=None``: pixels only (the ablation)."""
+    sharp edges such as the disc's. ``feature_net=None``: pixels only (the ablation). ``real_features``:
+    ``feature_net(real)`` computed beforehand (the real fundi are fixed, so training computes them once)."""
     if synthetic.shape != real.shape:
         raise ValueError(f"synthetic, real: shapes differ, {tuple(synthetic.shape)} vs {tuple(real.shape)}")
     total = synthetic.new_zeros(())
     features = (lambda x: []) if feature_net is None else feature_net  # noqa: E731
-    levels = zip([synthetic, *features(synthetic)], [real, *features(real)])
+    fake_levels = features(synthetic)
+    if real_features is None:
+        real_features = features(real)
+    elif [tuple(f.shape) for f in real_features] != [tuple(f.shape) for f in fake_levels]:
+        raise ValueError(f"real_features: expected shapes {[tuple(f.shape) for f in fake_levels]}, "
+                         f"got {[tuple(f.shape) for f in real_features]}")
+    levels = zip([synthetic, *fake_levels], [real, *real_features])
     for fs, fr in levels:
         weight = 1.0 if keep is None else F.interpolate(keep, size=fs.shape[-2:], mode="area")
         total = total + ((fs - fr).abs() * weight).mean()
@@ -183,7 +190,29 @@ def bank_digest(bank: DescriptorBank) -> str:
 
 def _stack(healthy: Dataset, indices: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
     items = [healthy[int(i)] for i in indices]
-    return {key: torch.stack([item[key] for item in items]).to(device) for key in ("image", "vessels", "fov")}
+    batch = {key: torch.stack([item[key] for item in items]).to(device) for key in ("image", "vessels", "fov")}
+    batch["index"] = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+    return batch
+
+
+REAL_FEATURE_CACHE_BYTES = 768 * 2**20   # above this the detail features of the real fundi are computed per batch
+
+
+@torch.no_grad()
+def real_detail_features(features: torch.nn.Module, healthy: Dataset, device: torch.device,
+                         memory_format: str = "contiguous", chunk: int = 16) -> list[torch.Tensor] | None:
+    """``features(image)`` of every healthy fundus, per level ``(N, C_l, H_l, W_l)``, computed once for the
+    detail loss (the real fundi never change during training); ``None`` when they would take more than
+    :data:`REAL_FEATURE_CACHE_BYTES` (paper-sized runs), so that the loss computes them per batch instead."""
+    probe = features(in_memory_format(healthy[0]["image"][None].to(device), memory_format))
+    if sum(f[0].numel() for f in probe) * 4 * len(healthy) > REAL_FEATURE_CACHE_BYTES:
+        return None
+    levels: list[list[torch.Tensor]] = [[] for _ in probe]
+    for start in range(0, len(healthy), chunk):
+        images = torch.stack([healthy[i]["image"] for i in range(start, min(start + chunk, len(healthy)))]).to(device)
+        for level, f in zip(levels, features(in_memory_format(images, memory_format))):
+            level.append(f)
+    return [torch.cat(level) for level in levels]
 
 
 def fit_pathogan(detector: DRDetector, healthy: Dataset, bank: DescriptorBank, config: PathoGANConfig = PathoGANConfig(),
@@ -260,10 +289,13 @@ def loss_weights(config: PathoGANConfig) -> dict[str, float]:
 
 def _generator_terms(fake: torch.Tensor, batch: dict[str, torch.Tensor], banks: Sequence[DescriptorBank],
                      keep: torch.Tensor, discriminator: VesselDiscriminator, features: torch.nn.Module | None,
-                     detector: DRDetector, config: PathoGANConfig, scales: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """The unweighted terms of the generator's loss for a synthesised batch ``fake`` ``(B, 3, S, S)``."""
+                     detector: DRDetector, config: PathoGANConfig, scales: dict[str, np.ndarray],
+                     real_features: Sequence[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The unweighted terms of the generator's loss for a synthesised batch ``fake`` ``(B, 3, S, S)``;
+    ``real_features``: :func:`real_detail_features` of the whole healthy set (indexed by ``batch["index"]``)."""
+    real = None if real_features is None else [f[batch["index"]] for f in real_features]
     return {"adversarial": adversarial_loss(discriminator(fake, batch["vessels"]), True),
-            "detail": detail_loss(features, fake, batch["image"], keep),
+            "detail": detail_loss(features, fake, batch["image"], keep, real),
             "pathological": pathological_loss(detector, fake, banks, config.pathology, config.loss_layers, scales),
             "tv": total_variation(fake)}
 
@@ -279,6 +311,7 @@ def _train(generator: UNetGenerator, discriminator: VesselDiscriminator, detecto
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=config.betas)
     rng = np.random.default_rng(config.seed)
     scales = {name: feature_scale(bank, name) for name in config.loss_layers}
+    real_features = real_detail_features(features, healthy, device, config.memory_format) if features is not None else None
     size = bank.image_size
     history: list[dict[str, float]] = []
     generator.train()
@@ -294,7 +327,7 @@ def _train(generator: UNetGenerator, discriminator: VesselDiscriminator, detecto
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
-        parts = _generator_terms(fake, batch, banks, keep, discriminator, features, detector, config, scales)
+        parts = _generator_terms(fake, batch, banks, keep, discriminator, features, detector, config, scales, real_features)
         weights = loss_weights(config)
         loss_g = sum(weights[k] * v for k, v in parts.items())
         opt_g.zero_grad(set_to_none=True)

@@ -69,29 +69,68 @@ class FundusSpec:
 
 
 class _Canvas:
-    """Accumulates a distance-to-vessel field window by window (fast: only near each segment)."""
+    """Collects the vessel tree's segments and rasterises them all at once (numpy, vectorised over segments):
+    ``vessel`` (S, S) coverage 0..1 is the maximum over segments of each segment's anti-aliased coverage;
+    ``kind`` (S, S) is 1 (artery) or 0 (vein) by the first segment, in drawing order, that reaches that
+    maximum (0 where nothing covers the pixel). Each segment is evaluated in a window around it only. The
+    result equals drawing the segments one by one (tests/test_fundus_canvas.py keeps that loop as reference)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.x, self.y = unit_grid(size)
-        self.vessel = np.zeros((size, size), np.float32)     # coverage 0..1
-        self.kind = np.zeros((size, size), np.float32)       # 1 = artery, 0 = vein (where covered)
+        self._segments: list[tuple[np.ndarray, np.ndarray, float, bool]] = []
+        self._raster: tuple[np.ndarray, np.ndarray] | None = None
 
     def segment(self, p0: np.ndarray, p1: np.ndarray, width: float, artery: bool) -> None:
-        pad = width + 2.0 / self.size
-        lo = np.floor((np.minimum(p0, p1) - pad) * self.size).astype(int).clip(0, self.size)
-        hi = np.ceil((np.maximum(p0, p1) + pad) * self.size).astype(int).clip(0, self.size)
-        if lo[0] >= hi[0] or lo[1] >= hi[1]:
-            return
-        window = (slice(lo[1], hi[1]), slice(lo[0], hi[0]))
-        xs, ys = self.x[window], self.y[window]
-        d = p1 - p0
-        t = np.clip(((xs - p0[0]) * d[0] + (ys - p0[1]) * d[1]) / max(float(d @ d), 1e-12), 0, 1)
-        dist = np.hypot(xs - p0[0] - t * d[0], ys - p0[1] - t * d[1])
-        cover = np.clip((width - dist) * self.size + 0.5, 0, 1)
-        newer = cover > self.vessel[window]
-        self.vessel[window] = np.maximum(self.vessel[window], cover)
-        self.kind[window] = np.where(newer, float(artery), self.kind[window])
+        """Add the segment ``p0``-``p1`` (unit coordinates, float32 ``(2,)``) of half-width ``width``."""
+        self._segments.append((np.asarray(p0, np.float32), np.asarray(p1, np.float32), float(width), bool(artery)))
+        self._raster = None
+
+    @property
+    def vessel(self) -> np.ndarray:
+        return self._rasterise()[0]
+
+    @property
+    def kind(self) -> np.ndarray:
+        return self._rasterise()[1]
+
+    def _rasterise(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._raster is not None:
+            return self._raster
+        size = self.size
+        vessel, first = np.zeros(size * size, np.float32), np.full(size * size, len(self._segments), np.int64)
+        if self._segments:
+            p0 = np.stack([s[0] for s in self._segments])                    # (N, 2) float32
+            p1 = np.stack([s[1] for s in self._segments])
+            width = np.array([s[2] for s in self._segments])                  # float64, as drawn
+            artery = np.array([s[3] for s in self._segments])
+            pad = (width + 2.0 / size).astype(np.float32)[:, None]
+            lo = np.floor((np.minimum(p0, p1) - pad) * np.float32(size)).astype(int).clip(0, size)   # (N, 2) x, y
+            hi = np.ceil((np.maximum(p0, p1) + pad) * np.float32(size)).astype(int).clip(0, size)
+            d = p1 - p0
+            length2 = np.array([np.float32(max(float(v @ v), 1e-12)) for v in d], np.float32)  # the scalar dot, as drawn
+            keep = (lo < hi).all(1)
+            span = np.where(keep[:, None], hi - lo, 0).max(0) if keep.any() else np.zeros(2, int)
+            ix, iy = np.arange(span[0]), np.arange(span[1])
+            px = lo[:, 0, None, None] + ix[None, None, :]                     # (N, 1, w) pixel columns
+            py = lo[:, 1, None, None] + iy[None, :, None]                     # (N, h, 1) pixel rows
+            inside = keep[:, None, None] & (px < hi[:, 0, None, None]) & (py < hi[:, 1, None, None])
+            xs = ((px.astype(np.float32) + np.float32(0.5)) / np.float32(size))
+            ys = ((py.astype(np.float32) + np.float32(0.5)) / np.float32(size))
+            col = lambda a: a[:, None, None]  # noqa: E731
+            t = np.clip(((xs - col(p0[:, 0])) * col(d[:, 0]) + (ys - col(p0[:, 1])) * col(d[:, 1])) / col(length2), 0, 1)
+            dist = np.hypot(xs - col(p0[:, 0]) - t * col(d[:, 0]), ys - col(p0[:, 1]) - t * col(d[:, 1]))
+            cover = np.clip((col(width.astype(np.float32)) - dist) * np.float32(size) + np.float32(0.5), 0, 1)
+            index = np.broadcast_to(py * size + px, cover.shape)[inside]
+            cover, order = cover[inside], np.broadcast_to(np.arange(len(p0))[:, None, None], inside.shape)[inside]
+            np.maximum.at(vessel, index, cover)
+            top = (cover > 0) & (cover == vessel[index])
+            np.minimum.at(first, index[top], order[top])
+        kind = np.zeros(size * size, np.float32)
+        drawn = first < len(self._segments)
+        if drawn.any():
+            kind[drawn] = np.array([s[3] for s in self._segments], np.float32)[first[drawn]]
+        self._raster = vessel.reshape(size, size), kind.reshape(size, size)
+        return self._raster
 
 
 def _grow(canvas: _Canvas, rng: np.random.Generator, start: np.ndarray, angle: float, width: float, length: float,
