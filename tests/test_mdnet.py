@@ -1,5 +1,7 @@
 """MDNet pieces: shapes, the AAS module and its gradients, per-block weights and the decoupled output (and
 what breaks it), attention, decoding, the joint objective, log-likelihood retrieval, bad input."""
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -188,8 +190,11 @@ def test_fit_variants_in_worker_processes_gives_the_same_weights(tmp_path, monke
     torch.set_num_threads(1)
     for workers in (1, 2):
         monkeypatch.setenv("MEDXAI_CACHE", str(tmp_path / f"cache{workers}"))
+        ds = HistologyPhantom(16, size=32, seed=2)     # nothing rendered yet
         models, from_cache = fit_variants(ds, vocab, [0], config, device="cpu", cache_key={"t": 2}, workers=workers)
         assert from_cache == 0 and [len(models[v]) for v in VARIANTS] == [1, 1, 1, 1]
+        sent = pickle.loads(pickle.dumps(ds))      # what a worker process receives: the items already rendered
+        assert len(sent.__dict__.get("_cache", {})) == len(ds) and torch.equal(sent[3]["image"], ds[3]["image"])
         assert len(list((tmp_path / f"cache{workers}" / "checkpoints").iterdir())) == 4
         weights[workers] = [t for v in VARIANTS for t in models[v][0].state_dict().values()]
     torch.set_num_threads(threads)

@@ -5,7 +5,9 @@ import torch
 
 from helpers import textured_densenet
 from medxai_lib.data import RadiographPhantom
-from medxai_lib.evaluate.studies.blocks import UNIT_KEYS, auroc_columns, seed_columns, shortcut_report, shortcut_units
+from medxai_lib.evaluate.metrics.study_metrics import auroc_statistic
+from medxai_lib.evaluate.stats import bootstrap
+from medxai_lib.evaluate.studies.blocks import UNIT_KEYS, auroc_draws, seed_columns, seed_draws, shortcut_report, shortcut_units
 from medxai_lib.explain import cam, cam_contribution
 
 
@@ -49,13 +51,20 @@ def test_bad_inputs(setting):
         shortcut_units(net, test, clean, device="cpu", maps=torch.zeros(2, 1, 4, 4))
 
 
-def test_seed_columns_and_auroc_columns(setting):
+def test_seed_columns_and_model_seed_draws(setting):
     net, test, clean = setting
     a = shortcut_units(net, test, clean, device="cpu")
     b = dict(a, prob=1 - a["prob"])
     cols = seed_columns([a, b], "prob")
     assert cols.shape == (len(test), 2) and np.allclose(cols.sum(1), 1)
-    auc = auroc_columns([a, b])
-    assert auc.shape == (len(test), 3) and np.array_equal(auc[:, -1], a["label"])
+    keep = np.arange(len(test)) % 2 == 0
+    draws = seed_draws([a, b], "prob", "model seed", keep)
+    assert draws.values.shape == (2, keep.sum()) and draws.over == "model seed"
+    assert np.array_equal(draws.values, cols[keep].T)
+    auc = auroc_draws([a, b], "model seed")
+    assert auc.values.shape == (2, len(test), 2) and np.array_equal(auc.values[1, :, 1], a["label"])
+    per_model = auroc_statistic(auc.values)                       # model b ranks exactly in reverse
+    assert per_model[0] + per_model[1] == pytest.approx(1.0)
+    assert bootstrap(auc, auroc_statistic).value == pytest.approx(per_model.mean())      # the mean over models
     with pytest.raises(ValueError, match="key"):
         seed_columns([a], "nope")

@@ -132,3 +132,26 @@ def test_other_bad_input_raises_clear_errors():
         Draws(np.ones((2, 3)), over="")
     with pytest.raises(ValueError, match="statistic"):
         bootstrap(np.ones((4,)), statistic=lambda s: s)
+
+
+def test_wilson_interval_matches_hand_computed_values_and_checks_input():
+    from medxai_lib.evaluate.stats import wilson_ci
+    lo, hi = wilson_ci(10, 10)                     # all hits: z^2 / (n + z^2) below 1
+    z2 = 1.959963984540054 ** 2
+    assert lo == pytest.approx(10 / (10 + z2), rel=1e-9) and hi == 1.0
+    lo, hi = wilson_ci(0, 100)
+    assert lo == 0.0 and hi == pytest.approx(z2 / (100 + z2), rel=1e-9)
+    lo, hi = wilson_ci(30, 100)                    # statsmodels' proportion_confint(30, 100, method="wilson")
+    assert (lo, hi) == (pytest.approx(0.2189, abs=1e-4), pytest.approx(0.3958, abs=1e-4))
+    for bad in ((11, 10), (-1, 10), (1, 0)):
+        with pytest.raises(ValueError):
+            wilson_ci(*bad)
+
+
+def test_unit_ci_uses_wilson_only_where_the_bootstrap_degenerates():
+    from medxai_lib.evaluate.studies.blocks import unit_ci
+    assert unit_ci(np.ones(100)) == "1.000 [0.963, 1.000] (Wilson)"
+    assert unit_ci(np.zeros(20)).endswith("(Wilson)")
+    mixed = unit_ci(np.r_[np.ones(60), np.zeros(40)])
+    assert "Wilson" not in mixed and mixed.startswith("0.600 [")
+    assert "Wilson" not in unit_ci(np.full(10, 0.3))       # constant but not a proportion: the bootstrap as it is

@@ -12,6 +12,8 @@
   the ordinary bootstrap; when draws differ the CI widens by their spread.
 * Two :class:`Draws` with the same ``over`` and the same S are paired on draws too (draw s of both
   comes from one seed); otherwise their draws are resampled independently.
+* :func:`wilson_ci` - Wilson's score interval for a proportion, where a bootstrap degenerates (all hits or
+  all misses).
 * :func:`fmt` / :func:`format_ci` - the one way a value and its CI are written (``0.123 [0.100, 0.150]``).
 
 Everything is vectorised over bootstrap replicates: ``statistic`` maps ``(B, N[, d]) -> (B,)``.
@@ -195,6 +197,21 @@ def bootstrap_many(values: np.ndarray, n_boot: int = 2000, seed: int = 0, level:
     reps = np.concatenate([array[chunk].mean(1) for chunk in chunks])          # (B, M)
     lo, hi = np.quantile(reps, [(1 - level) / 2, 1 - (1 - level) / 2], axis=0)
     return array.mean(0), lo, hi
+
+
+def wilson_ci(successes: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson's score interval for a proportion ``successes / n``: where a percentile bootstrap degenerates
+    (all hits or all misses resample to the same value) it still says how far ``n`` units pin the rate down."""
+    from scipy.stats import norm
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected a positive int, got {n!r}")
+    if isinstance(successes, bool) or not isinstance(successes, (int, np.integer)) or not 0 <= successes <= n:
+        raise ValueError(f"successes: expected an int in [0, n={n}], got {successes!r}")
+    z = float(norm.ppf(1 - (1 - level) / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (0.0 if successes == 0 else max(0.0, centre - half)), (1.0 if successes == n else min(1.0, centre + half))
 
 
 def difference(a: object, b: object, statistic: Statistic = mean_statistic, paired: bool = True,

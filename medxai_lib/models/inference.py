@@ -1,7 +1,7 @@
 """Inference helpers every layer may use: logits of a model over a dataset, probabilities from logits."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -19,8 +19,29 @@ def images_and_labels(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     return batch
 
 
+INFERENCE_BATCH = 32   # on a 2-core CPU a conv net's forward costs 1.2-2x more per image at 64-200 images than at 32
+
+
 @torch.no_grad()
-def predict_logits(model: nn.Module, data: Dataset, batch_size: int = 64, device: str | torch.device = "auto"
+def in_chunks(fn: Callable[..., Any], images: torch.Tensor, *args: Any, size: int = INFERENCE_BATCH, **kwargs: Any) -> Any:
+    """``fn(images, *args, **kwargs)`` computed ``size`` images at a time and concatenated along the first
+    axis (a tensor, or a tuple/list of tensors), without gradients. For per-image computations in eval mode
+    (``model.diagnose``, ``block_contributions``, ...): the same values as one call, faster on a CPU for large
+    batches. ``args`` tensors with ``len(images)`` rows are split with the images; other arguments are passed whole."""
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"size: expected a positive int, got {size!r}")
+    if not isinstance(images, torch.Tensor) or images.ndim < 1 or len(images) == 0:
+        raise ValueError(f"images: expected a non-empty tensor (N, ...), got {type(images).__name__}")
+    n = len(images)
+    split = lambda a, i: a[i:i + size] if isinstance(a, torch.Tensor) and a.ndim and len(a) == n else a  # noqa: E731
+    parts = [fn(images[i:i + size], *(split(a, i) for a in args), **kwargs) for i in range(0, n, size)]
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts)
+    return type(parts[0])(torch.cat(group) for group in zip(*parts))
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, data: Dataset, batch_size: int = INFERENCE_BATCH, device: str | torch.device = "auto"
                    ) -> torch.Tensor:
     """Logits ``(N, K)`` of ``model`` on every item of ``data`` (dicts with ``image``), in order."""
     device = resolve_device(device)

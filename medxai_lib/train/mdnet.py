@@ -259,6 +259,7 @@ def fit_variants(train: Dataset, vocab: Vocabulary, seeds: list[int], config: MD
     if len(todo) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
+        stack_dataset(train)   # a phantom renders its items once, here, and each worker receives them rendered
         with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_train_in_worker, job, train, vocab, num_classes, cache_key, torch.get_num_threads())
                        for job in todo]

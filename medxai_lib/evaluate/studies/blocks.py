@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 
 from medxai_lib.evaluate.metrics.classification import binary_metrics
 from medxai_lib.evaluate.metrics.localisation import empty_masks, energy_in_mask, mask_fraction, pointing_game
-from medxai_lib.evaluate.stats import LEVEL, bootstrap, difference, fmt
+from medxai_lib.evaluate.stats import LEVEL, Draws, bootstrap, difference, fmt, format_ci, wilson_ci
 from medxai_lib.explain.cam import cam, cam_contribution
 from medxai_lib.models.inference import predict_logits, probabilities
 
@@ -109,13 +109,22 @@ def bootstrap_mean_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0, lev
     return estimate.value, estimate.lo, estimate.hi
 
 
+def unit_ci(values: np.ndarray, seed: int = 0) -> str:
+    """``"mean [lo, hi]"`` over units: the percentile bootstrap, or Wilson's score interval
+    (:func:`~medxai_lib.evaluate.stats.wilson_ci`, marked ``(Wilson)``) for 0/1 values that are all equal,
+    where every bootstrap resample repeats the same mean and the percentile interval would have width 0."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 1 and len(values) and np.isin(values, (0.0, 1.0)).all() and np.ptp(values) == 0:
+        return f"{format_ci(values.mean(), *wilson_ci(int(values.sum()), len(values)))} (Wilson)"
+    return str(bootstrap(values, seed=seed))
+
+
 def ci_table(units: Mapping[str, Mapping[str, np.ndarray]], metrics: Sequence[str] = METRICS, seed: int = 0,
              ) -> "pandas.DataFrame":
-    """One row per map set, one ``"mean [lo, hi]"`` column per metric (95% bootstrap CI over units), written
-    by :func:`~medxai_lib.evaluate.stats.format_ci`."""
+    """One row per map set, one ``"mean [lo, hi]"`` column per metric (95% CI over units, :func:`unit_ci`),
+    written by :func:`~medxai_lib.evaluate.stats.format_ci`."""
     import pandas as pd
-    rows = {name: {metric: str(bootstrap(np.asarray(values[metric], float), seed=seed)) for metric in metrics}
-            for name, values in units.items()}
+    rows = {name: {metric: unit_ci(values[metric], seed) for metric in metrics} for name, values in units.items()}
     return pd.DataFrame(rows).T.rename_axis("maps")
 
 
@@ -278,7 +287,16 @@ def seed_columns(units: Sequence[dict[str, np.ndarray]], key: str) -> np.ndarray
     return np.stack([np.asarray(u[key], dtype=float) for u in units], 1)
 
 
-def auroc_columns(units: Sequence[dict[str, np.ndarray]]) -> np.ndarray:
-    """``(N, S + 1)``: each model's probability then the label, for
-    :func:`medxai_lib.evaluate.metrics.study_metrics.auroc_statistic` (mean AUROC over the S models)."""
-    return np.column_stack([seed_columns(units, "prob"), np.asarray(units[0]["label"], dtype=float)])
+def seed_draws(units: Sequence[dict[str, np.ndarray]], key: str, over: str, keep: np.ndarray | None = None) -> Draws:
+    """The same readings as :func:`seed_columns` as model-seed draws ``(S, N)`` (``keep``: a boolean mask of
+    the units to use), so that a claim's CI resamples the trained models as well as the test images."""
+    columns = seed_columns(units, key)
+    return Draws((columns if keep is None else columns[np.asarray(keep, bool)]).T, over=over)
+
+
+def auroc_draws(units: Sequence[dict[str, np.ndarray]], over: str) -> Draws:
+    """Each model's ``[probability, label]`` per test image as draws ``(S, N, 2)`` for
+    :func:`~medxai_lib.evaluate.metrics.study_metrics.auroc_statistic`: the mean AUROC over models, with
+    models and images both resampled."""
+    probs, labels = seed_columns(units, "prob"), np.asarray(units[0]["label"], dtype=float)
+    return Draws(np.stack([np.column_stack([probs[:, s], labels]) for s in range(probs.shape[1])]), over=over)
