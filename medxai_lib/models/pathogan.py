@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medxai_lib.data.lesions import STYLE_LAYERS, Descriptor, DescriptorBank, layer_box, resize_patch
+from medxai_lib.models.inference import in_chunks
 
 
 def _down(cin: int, cout: int, norm: bool = True) -> nn.Sequential:
@@ -167,7 +168,7 @@ def synthesize(generator: UNetGenerator, vessels: torch.Tensor, fov: torch.Tenso
     bank per image (a single bank is used for all). ``z`` is drawn from ``seed`` (same z for each image
     index, so syntheses with different banks differ only by their lesions). The generator runs in eval mode
     on ``chunk`` images at a time (each image is drawn independently; on a CPU a 36-image batch is about 2x
-    slower than three of 12)."""
+    slower than three of 12; :func:`~medxai_lib.models.inference.in_chunks`)."""
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk: expected a positive int, got {chunk!r}")
     if vessels.ndim == 3:
@@ -182,7 +183,7 @@ def synthesize(generator: UNetGenerator, vessels: torch.Tensor, fov: torch.Tenso
     maps = descriptor_maps(banks, vessels.shape[-1], generator.descriptor_channels, device=device)
     was_training = generator.training
     generator.eval()
-    out = torch.cat([generator(vessels[i:i + chunk].to(device), fov[i:i + chunk].to(device), z[i:i + chunk].to(device),
-                               [m[i:i + chunk] for m in maps]) for i in range(0, len(vessels), chunk)])
+    out = in_chunks(lambda v, f, code, *m: generator(v, f, code, list(m)), vessels.to(device), fov.to(device),
+                    z.to(device), *maps, size=chunk)
     generator.train(was_training)
     return out

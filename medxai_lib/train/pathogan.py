@@ -204,13 +204,15 @@ def real_detail_features(features: torch.nn.Module, healthy: Dataset, device: to
     """``features(image)`` of every healthy fundus, per level ``(N, C_l, H_l, W_l)``, computed once for the
     detail loss (the real fundi never change during training); ``None`` when they would take more than
     :data:`REAL_FEATURE_CACHE_BYTES` (paper-sized runs), so that the loss computes them per batch instead."""
-    probe = features(in_memory_format(healthy[0]["image"][None].to(device), memory_format))
-    if sum(f[0].numel() for f in probe) * 4 * len(healthy) > REAL_FEATURE_CACHE_BYTES:
-        return None
-    levels: list[list[torch.Tensor]] = [[] for _ in probe]
+    levels: list[list[torch.Tensor]] = []
     for start in range(0, len(healthy), chunk):
         images = torch.stack([healthy[i]["image"] for i in range(start, min(start + chunk, len(healthy)))]).to(device)
-        for level, f in zip(levels, features(in_memory_format(images, memory_format))):
+        out = features(in_memory_format(images, memory_format))
+        if not levels:                          # the first chunk tells the size of the whole set's features
+            if sum(f[0].numel() for f in out) * 4 * len(healthy) > REAL_FEATURE_CACHE_BYTES:
+                return None
+            levels = [[] for _ in out]
+        for level, f in zip(levels, out):
             level.append(f)
     return [torch.cat(level) for level in levels]
 

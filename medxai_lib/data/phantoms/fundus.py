@@ -98,11 +98,11 @@ class _Canvas:
             return self._raster
         size = self.size
         vessel, first = np.zeros(size * size, np.float32), np.full(size * size, len(self._segments), np.int64)
+        artery = np.array([s[3] for s in self._segments], np.float32)         # 1 artery, 0 vein, per segment
         if self._segments:
             p0 = np.stack([s[0] for s in self._segments])                    # (N, 2) float32
             p1 = np.stack([s[1] for s in self._segments])
             width = np.array([s[2] for s in self._segments])                  # float64, as drawn
-            artery = np.array([s[3] for s in self._segments])
             pad = (width + 2.0 / size).astype(np.float32)[:, None]
             lo = np.floor((np.minimum(p0, p1) - pad) * np.float32(size)).astype(int).clip(0, size)   # (N, 2) x, y
             hi = np.ceil((np.maximum(p0, p1) + pad) * np.float32(size)).astype(int).clip(0, size)
@@ -127,8 +127,7 @@ class _Canvas:
             np.minimum.at(first, index[top], order[top])
         kind = np.zeros(size * size, np.float32)
         drawn = first < len(self._segments)
-        if drawn.any():
-            kind[drawn] = np.array([s[3] for s in self._segments], np.float32)[first[drawn]]
+        kind[drawn] = artery[first[drawn]]
         self._raster = vessel.reshape(size, size), kind.reshape(size, size)
         return self._raster
 

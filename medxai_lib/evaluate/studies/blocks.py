@@ -298,5 +298,6 @@ def auroc_draws(units: Sequence[dict[str, np.ndarray]], over: str) -> Draws:
     """Each model's ``[probability, label]`` per test image as draws ``(S, N, 2)`` for
     :func:`~medxai_lib.evaluate.metrics.study_metrics.auroc_statistic`: the mean AUROC over models, with
     models and images both resampled."""
-    probs, labels = seed_columns(units, "prob"), np.asarray(units[0]["label"], dtype=float)
-    return Draws(np.stack([np.column_stack([probs[:, s], labels]) for s in range(probs.shape[1])]), over=over)
+    probs = seed_columns(units, "prob").T                                   # (S, N)
+    labels = np.broadcast_to(np.asarray(units[0]["label"], dtype=float), probs.shape)
+    return Draws(np.stack([probs, labels], -1), over=over)
