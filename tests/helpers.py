@@ -23,3 +23,10 @@ def textured_densenet(num_classes: int = 3, seed: int = 0) -> nn.Module:
 def phantom_images(n: int = 4, size: int = 96, seed: int = 0) -> torch.Tensor:
     (x,) = RadiographPhantom(max(2, n), size=size, seed=seed).tensors("image")
     return x[:n]
+
+
+def record_process(path: str) -> None:
+    """Write this process's pid and torch thread count to ``path`` (a job for train.workers tests)."""
+    import os
+    with open(path, "w") as handle:
+        handle.write(f"{os.getpid()} {torch.get_num_threads()}")

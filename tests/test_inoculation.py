@@ -87,11 +87,21 @@ def test_attribution_explorer_static_figure_and_errors(monkeypatch):
     monkeypatch.setenv("MEDXAI_STATIC_WIDGETS", "1")
     model, images = textured_densenet(num_classes=2), phantom_images(2, size=48)
     figure = attribution_explorer(model, images, ["grad_cam", "saliency"], ["features.denseblock2", "features"], 2)
-    assert figure.axes[1].get_title() == "grad_cam @ features, class 0"
+    assert figure.axes[1].get_title().startswith("grad_cam @ features, class 0\nmax |map| = ")
+    assert len(figure.axes) == 3, "the heatmap needs its colour bar"
     a = draw_attribution(model, images, 1, "grad_cam", "features", 1).medxai_heatmap
     b = draw_attribution(model, images, 1, "grad_cam", "features", 0).medxai_heatmap
     assert a.shape == (48, 48) and not torch.allclose(a, b)
-    assert draw_attribution(model, images, 0, "saliency", "ignored", 0).axes[1].get_title() == "saliency, class 0"
+    live = b if float(b.abs().max()) > 0 else a
+    assert float(live.abs().max()) == pytest.approx(1.0) and float(live.min()) >= 0   # Grad-CAM >= 0: 0 stays 0
+    from medxai_lib.explain import attribute
+    target = 0 if live is b else 1
+    raw = attribute(model, images[1:2], "grad_cam", layer="features", classes=[target])
+    title = draw_attribution(model, images, 1, "grad_cam", "features", target).axes[1].get_title()
+    assert f"max |map| = {float(raw.abs().max()):.3g}" in title
+    signed = draw_attribution(model, images, 0, "input_x_gradient", "ignored", 0)
+    assert signed.axes[1].get_title().startswith("input_x_gradient, class 0")
+    assert signed.axes[1].images[-1].get_clim() == (-1, 1), "a signed map needs a scale centred on 0"
     with pytest.raises(ValueError, match="image"):
         draw_attribution(model, images, 5)
     with pytest.raises(ValueError, match="methods"):

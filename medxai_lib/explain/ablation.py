@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medxai_lib.models.inference import INFERENCE_BATCH, fast_forward
 from medxai_lib.explain.capture import LayerSpec, check_images, explaining, resolve_layer
 
 
@@ -60,14 +61,14 @@ def _probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 def ablation_effect(model: nn.Module, images: torch.Tensor, layer: LayerSpec, units: Sequence[int], target: int,
-                    batch_size: int = 64) -> torch.Tensor:
+                    batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
     """Change of the ``target`` class probability per image when ``units`` are ablated, ``(N,)``
     (negative = the units supported the class)."""
     check_images(model, images)
-    with explaining(model), torch.no_grad():
-        before = torch.cat([_probabilities(model(p))[:, target] for p in images.split(batch_size)])
+    with explaining(model), torch.no_grad(), fast_forward(model) as run:
+        before = torch.cat([_probabilities(run(p))[:, target] for p in images.split(batch_size)])
         with ablate_units(model, layer, units):
-            after = torch.cat([_probabilities(model(p))[:, target] for p in images.split(batch_size)])
+            after = torch.cat([_probabilities(run(p))[:, target] for p in images.split(batch_size)])
     return after - before
 
 
@@ -80,19 +81,20 @@ def random_units(n_units: int, count: int, exclude: Sequence[int] = (), seed: in
 
 
 def ablation_effects(model: nn.Module, images: torch.Tensor, layer: LayerSpec, groups: Sequence[Sequence[int]],
-                     target: int, batch_size: int = 64, value: float | torch.Tensor = 0.0) -> torch.Tensor:
+                     target: int, batch_size: int = INFERENCE_BATCH, value: float | torch.Tensor = 0.0) -> torch.Tensor:
     """Signed change of the ``target`` class probability per image for each group of units ablated
     together: ``(G, N)`` (row g: ``groups[g]`` replaced by ``value``, 0 or per-channel means; negative = the
-    units supported the class). The unablated output is computed once for all groups."""
+    units supported the class). The unablated output is computed once for all groups; forwards go through
+    :func:`~medxai_lib.models.inference.fast_forward`."""
     check_images(model, images)
     if len(groups) == 0:
         raise ValueError("groups: expected at least one group of units")
-    with explaining(model), torch.no_grad():
-        before = torch.cat([_probabilities(model(p))[:, target] for p in images.split(batch_size)])
+    with explaining(model), torch.no_grad(), fast_forward(model) as run:
+        before = torch.cat([_probabilities(run(p))[:, target] for p in images.split(batch_size)])
         rows = []
         for units in groups:
             with ablate_units(model, layer, units, value):
-                rows.append(torch.cat([_probabilities(model(p))[:, target] for p in images.split(batch_size)]) - before)
+                rows.append(torch.cat([_probabilities(run(p))[:, target] for p in images.split(batch_size)]) - before)
     return torch.stack(rows)
 
 
@@ -133,7 +135,7 @@ class GroupAblation:
 
 def ablate_groups_vs_random(model: nn.Module, images: torch.Tensor, layer: LayerSpec, groups: Mapping[str, Sequence[int]],
                             n_units: int, exclude: Sequence[int], n_draws: int, target: int, seed: int = 0,
-                            batch_size: int = 64, value: float | torch.Tensor = 0.0,
+                            batch_size: int = INFERENCE_BATCH, value: float | torch.Tensor = 0.0,
                             every_group: bool = False) -> GroupAblation:
     """Ablate each group (its units together, replaced by ``value``: 0, or per-channel means for mean
     ablation) and, for each group size, ``n_draws`` random groups of that size drawn from ``range(n_units)``
@@ -155,7 +157,7 @@ def ablate_groups_vs_random(model: nn.Module, images: torch.Tensor, layer: Layer
 
 
 def rank_units(model: nn.Module, images: torch.Tensor, layer: LayerSpec, n_units: int, target: int,
-               signed: bool = False, batch_size: int = 64) -> torch.Tensor:
+               signed: bool = False, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
     """Mean change of the ``target`` probability when each unit alone is ablated, ``(n_units,)``: its
     absolute value per image (``signed=False``) or the signed change (negative: the unit supports the
     class). One forward pass per unit."""

@@ -6,6 +6,7 @@ import os
 import torch
 from torch import nn
 
+from medxai_lib.models.inference import INFERENCE_BATCH
 from medxai_lib.explain.capture import explaining
 
 
@@ -38,7 +39,10 @@ def activation_bytes_per_image(model: nn.Module, images: torch.Tensor) -> int:
 
 def auto_chunk_size(model: nn.Module, images: torch.Tensor, upper: int, memory_fraction: float = 0.25) -> int:
     """How many images to forward at once so that activations use at most ``memory_fraction`` of the
-    free memory of the images' device; clipped to ``[1, upper]``."""
+    free memory of the images' device; clipped to ``[1, upper]``, and on a CPU to at most
+    :data:`~medxai_lib.models.inference.INFERENCE_BATCH` (larger batches cost more per image there)."""
+    if images.device.type == "cpu":
+        upper = min(upper, INFERENCE_BATCH)
     per_image = activation_bytes_per_image(model, images)
     budget = memory_fraction * _available_bytes(images.device)
     return int(max(1, min(upper, budget // per_image)))

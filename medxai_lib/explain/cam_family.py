@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medxai_lib.models.inference import fast_forward
 from medxai_lib.explain.batching import check_chunk_size, chunk_size_for
 from medxai_lib.explain.cam import gradient_maps
 from medxai_lib.explain.capture import (ClassSpec, LayerSpec, check_images, explaining, forward_with_capture,
@@ -113,7 +114,8 @@ def score_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec, classes:
             b_idx = torch.tensor([b for b, _ in part], device=images.device)
             k_idx = torch.tensor([k for _, k in part], device=images.device)
             masked = images[b_idx] * masks[b_idx, k_idx][:, None]
-            weights[b_idx, k_idx] = to_score(model(masked))
+            with fast_forward(model) as run:
+                weights[b_idx, k_idx] = to_score(run(masked))
         if baseline:
             weights = weights - to_score(model(torch.zeros_like(images)))[:, None, :]
         chosen = weights.gather(2, idx[:, None, :].expand(-1, channels, -1))      # (B, K, T)

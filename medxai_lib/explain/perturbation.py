@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medxai_lib.models.inference import fast_forward
 from medxai_lib.explain.batching import chunk_size_for
 from medxai_lib.explain.capture import ClassSpec, check_images, check_scores, explaining, resolve_classes
 
@@ -38,7 +39,8 @@ def _probabilities(scores: torch.Tensor) -> torch.Tensor:
 
 
 def _forward_in_chunks(model: Model, batch: torch.Tensor, chunk: int) -> torch.Tensor:
-    return torch.cat([model(part) for part in batch.split(chunk)])
+    with fast_forward(model) as run:
+        return torch.cat([run(part) for part in batch.split(chunk)])
 
 
 def window_masks(height: int, width: int, window: int, stride: int, device: torch.device | None = None) -> torch.Tensor:

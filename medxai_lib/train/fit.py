@@ -104,7 +104,9 @@ def weights_digest(model: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def _checkpoint_path(model: nn.Module, config: TrainConfig, cache_key: dict[str, Any]) -> Path:
+def checkpoint_path(model: nn.Module, config: TrainConfig, cache_key: dict[str, Any]) -> Path:
+    """Where :func:`fit` caches ``model`` (its architecture and initial weights) trained with ``config`` on the
+    data described by ``cache_key``."""
     train = asdict(config)
     if train["objective"] == "auto":      # keys of models trained before the field existed stay valid
         del train["objective"]
@@ -126,7 +128,7 @@ def fit(model: nn.Module, train_data: Dataset, val_data: Dataset | None = None,
         raise ValueError("train_data: empty dataset")
     device = resolve_device(device)
     model.to(device)
-    path = _checkpoint_path(model, config, cache_key) if cache_key is not None else None
+    path = checkpoint_path(model, config, cache_key) if cache_key is not None else None
     if path is not None and path.exists():
         saved = torch.load(path, map_location=device, weights_only=True)
         model.load_state_dict(saved["state_dict"])

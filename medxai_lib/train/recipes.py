@@ -1,9 +1,10 @@
 """Recipes shared by notebooks: the same configuration gives the same cached model everywhere."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -11,7 +12,8 @@ from torch.utils.data import Dataset
 from medxai_lib.data import radiograph_splits, resolve_data_root
 from medxai_lib.models import build_model
 from medxai_lib.runtime import resolve_device, seed_everything
-from medxai_lib.train.fit import FitResult, TrainConfig, fit
+from medxai_lib.train.fit import FitResult, TrainConfig, checkpoint_path, fit
+from medxai_lib.train.workers import one_thread, warm_cache
 
 
 @dataclass
@@ -195,7 +197,18 @@ def shortcut_classifier(seed: int = 0, marker_correlation: float = 1.0, image_si
     ``marker_correlation`` (1: every abnormal study has one, no normal study; 0: independent of the label).
     Same recipe as :func:`radiograph_classifier` (architecture, epochs, optimiser) so the two are comparable;
     ``seed`` sets both the training phantom (``seed + 3000``) and the initial weights. No validation split
-    (the notebook tests on marker-uncorrelated images). Cached."""
+    (the notebook tests on marker-uncorrelated images). On a CPU it trains with one thread (the same weights
+    in a worker process of :func:`shortcut_classifiers` and here). Cached."""
+    train, net, config, key, device = _shortcut_parts(seed, marker_correlation, image_size, n_train_studies, arch,
+                                                      epochs, batch_size, lr, device)
+    with one_thread() if device.type == "cpu" else nullcontext():
+        result = fit(net, train, None, config, device=device, cache_key=key)
+    return TrainedRadiographModel(result.model, train, train, result, None, key)
+
+
+def _shortcut_parts(seed: int, marker_correlation: float, image_size: int, n_train_studies: int, arch: str,
+                    epochs: int, batch_size: int, lr: float, device: str
+                    ) -> tuple[Dataset, nn.Module, TrainConfig, dict[str, Any], "torch.device"]:
     if not -1.0 <= marker_correlation <= 1.0:
         raise ValueError(f"marker_correlation: expected a value in [-1, 1], got {marker_correlation!r}")
     from medxai_lib.data import RadiographPhantom
@@ -207,8 +220,29 @@ def shortcut_classifier(seed: int = 0, marker_correlation: float = 1.0, image_si
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, memory_format="channels_last")
     key = {"data": "phantom-marker", "size": image_size, "train": n_train_studies, "seed": seed,
            "marker_correlation": float(marker_correlation)}
-    result = fit(net, train, None, config, device=resolve_device(device), cache_key=key)
-    return TrainedRadiographModel(result.model, train, train, result, None, key)
+    device = resolve_device(device)
+    if device.type == "cpu":
+        key["threads"] = 1
+    return train, net, config, key, device
+
+
+def shortcut_classifiers(seeds: Sequence[int], marker_correlations: Sequence[float], image_size: int = 96,
+                         n_train_studies: int = 300, arch: str = "densenet_small", epochs: int = 12,
+                         batch_size: int = 32, lr: float = 1e-3, device: str = "auto", workers: int = 2
+                         ) -> dict[tuple[float, int], TrainedRadiographModel]:
+    """:func:`shortcut_classifier` for every marker correlation and seed, keyed ``(correlation, seed)``. On a
+    CPU the models that are not cached train ``workers`` at a time in separate processes
+    (:func:`~medxai_lib.train.workers.warm_cache`; each trains with one thread either way, so the weights do
+    not depend on ``workers``)."""
+    keys = [(float(phi), int(seed)) for phi in marker_correlations for seed in seeds]
+    args = dict(image_size=image_size, n_train_studies=n_train_studies, arch=arch, epochs=epochs,
+                batch_size=batch_size, lr=lr, device="cpu")
+    if resolve_device(device).type == "cpu":
+        todo = [(phi, seed) for phi, seed in keys
+                if not checkpoint_path(*_shortcut_parts(seed, phi, **args)[1:4]).exists()]
+        warm_cache([(shortcut_classifier, dict(seed=seed, marker_correlation=phi, **args)) for phi, seed in todo], workers)
+    return {(phi, seed): shortcut_classifier(seed, phi, image_size, n_train_studies, arch, epochs, batch_size, lr, device)
+            for phi, seed in keys}
 
 
 @dataclass

@@ -48,8 +48,11 @@ def explore(draw: Callable[..., plt.Figure | None], **controls: Any) -> Any:
 
 def draw_attribution(model: Any, images: Any, image: int = 0, method: str = "grad_cam", layer: str | None = None,
                      target: int = 0, threshold: float = 0.0, normalized_images: bool = True) -> plt.Figure:
-    """One image and one method's heatmap (min-max scaled, values below ``threshold`` hidden) for class
-    ``target``: the figure behind :func:`attribution_explorer`. ``images`` is ``(B, C, H, W)``."""
+    """One image and one method's heatmap for class ``target``: the figure behind :func:`attribution_explorer`.
+    ``images`` is ``(B, C, H, W)``. The map is divided by its largest magnitude, so 0 stays 0 (a near-zero map
+    stays dark instead of being stretched to full brightness) and its raw maximum is printed in the title; a
+    map with negative values is drawn on a diverging scale centred on 0. ``threshold`` hides the pixels whose
+    magnitude is below that fraction of the maximum. A colour bar gives the scale."""
     import numpy as np
 
     from medxai_lib.explain.registry import METHODS, as_heatmap, attribute
@@ -59,19 +62,25 @@ def draw_attribution(model: Any, images: Any, image: int = 0, method: str = "gra
     x = images[image:image + 1]
     raw = attribute(model, x, method, layer=layer if METHODS[method].needs_layer else None, classes=[target])
     heat = as_heatmap(raw, x.shape[-2:])[0, 0].detach().float().cpu()
-    heat = (heat - heat.min()) / (heat.max() - heat.min()).clamp(min=1e-12)
-    shown = np.ma.masked_less(heat.numpy(), threshold) if threshold > 0 else heat.numpy()
-    fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+    peak = float(heat.abs().max())
+    signed = bool((heat < 0).any())
+    heat = heat / max(peak, 1e-12)
+    shown = np.ma.masked_less(heat.abs().numpy(), threshold) if threshold > 0 else heat.numpy()
+    if threshold > 0:
+        shown = np.ma.array(heat.numpy(), mask=shown.mask)
+    fig, axes = plt.subplots(1, 2, figsize=(6.6, 3))
     picture = to_display(x[0], normalized_images)
     for ax in axes:
         ax.imshow(picture, cmap="gray")
         ax.set_xticks([]), ax.set_yticks([])
-    axes[1].imshow(shown, cmap="magma", alpha=0.6, vmin=0, vmax=1)
+    drawn = axes[1].imshow(shown, cmap="RdBu_r" if signed else "magma", alpha=0.7, vmin=-1 if signed else 0, vmax=1)
+    bar = fig.colorbar(drawn, ax=axes[1], fraction=0.046, pad=0.04)
+    bar.set_label("map / max |map|", fontsize=8)
     axes[0].set_title(f"image {image}", fontsize=9)
-    axes[1].set_title(f"{method}" + (f" @ {layer}" if METHODS[method].needs_layer else "") + f", class {target}",
-                      fontsize=9)
+    axes[1].set_title(f"{method}" + (f" @ {layer}" if METHODS[method].needs_layer else "") + f", class {target}\n"
+                      f"max |map| = {peak:.3g}", fontsize=9)
     fig.tight_layout()
-    fig.medxai_heatmap = heat          # the map drawn, for tests
+    fig.medxai_heatmap = heat          # the map drawn (divided by its largest magnitude), for tests
     return fig
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medxai_lib.data.phantoms.common import (PhantomDataset, bezier, check_count, check_seed, check_size, polyline_distance,
+from medxai_lib.data.phantoms.common import (PhantomDataset, bezier, check_count, check_seed, check_size, polyline_distance_near,
                                              smooth_noise, soft, unit_grid)
 from medxai_lib.data.transforms import normalize_image
 
@@ -74,6 +74,9 @@ def _outline(spec: LesionSpec, rng: np.random.Generator):  # noqa: ANN202
         for k, w, ph in zip(range(5, 13), weights, phases[2:10]):
             r = r + spec.irregularity * w / np.sqrt(2) * np.cos(k * theta + ph)
         return spec.radius * r
+    # an upper bound of r(theta) over all angles (|cos| <= 1 in every term), for rendering only near the outline
+    radius.reach = float(spec.radius * (1 + 1.5 * abs(spec.asymmetry) + abs(spec.irregularity) * float(np.abs(weights).sum())
+                                        / np.sqrt(2))) * (1 + 1e-6) + 1e-6
     return radius
 
 
@@ -92,10 +95,14 @@ def render_lesion(spec: LesionSpec, size: int = 128) -> tuple[np.ndarray, np.nda
     texture = 1 + 0.04 * smooth_noise(rng, size, max(4, size // 8))
     light = 1 + 0.08 * ((x - 0.5) * np.cos(spec.rotation) + (y - 0.5) * np.sin(spec.rotation))
     image = skin[:, None, None] * (texture * light)[None]
-    # lesion outline in polar coordinates around the centre
+    # lesion outline in polar coordinates around the centre, evaluated only where the outline can reach
     dx, dy = x - spec.centre[0], y - spec.centre[1]
-    rho, theta = np.hypot(dx, dy), np.arctan2(dy, dx) - spec.rotation
-    boundary = outline(theta)
+    rho = np.hypot(dx, dy)
+    reach = outline.reach
+    near = rho < reach + max(2.5 * px, 0.02) + 2 * px
+    on_disc = outline(np.arctan2(dy[near], dx[near]) - spec.rotation)
+    boundary = np.full(rho.shape, reach, dtype=on_disc.dtype)       # beyond the reach: outside, off the border,
+    boundary[near] = on_disc                                        # zero alpha (so depth there never shows)
     signed = rho - boundary                                          # < 0 inside
     lesion_alpha = soft(signed, 1.5 * px)
     lesion = signed < 0
@@ -122,8 +129,9 @@ def render_lesion(spec: LesionSpec, size: int = 128) -> tuple[np.ndarray, np.nda
     for _ in range(spec.n_hairs):
         p0, p2 = rng_hair.uniform(-0.1, 1.1, 2), rng_hair.uniform(-0.1, 1.1, 2)
         p1 = (p0 + p2) / 2 + rng_hair.normal(0, 0.15, 2)
-        dist = polyline_distance(x, y, bezier(p0.astype(np.float32), p1.astype(np.float32), p2.astype(np.float32), 8))
+        points = bezier(p0.astype(np.float32), p1.astype(np.float32), p2.astype(np.float32), 8)
         width = rng_hair.uniform(0.5, 0.9) * px
+        dist = polyline_distance_near(x, y, points, 2 * px)           # exact below 2 px: both thresholds are below
         strands |= dist < width
         hair |= dist < width + px   # the concept mask allows one pixel of annotation tolerance
     image = np.where(strands[None], np.array([0.18, 0.13, 0.10], np.float32)[:, None, None], image)

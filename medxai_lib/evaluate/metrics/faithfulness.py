@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
+from medxai_lib.models.inference import INFERENCE_BATCH, fast_forward
 from medxai_lib.explain.capture import check_images, check_scores, explaining
 
 
@@ -68,12 +69,12 @@ def deletion_insertion(model: nn.Module | Callable, images: torch.Tensor, maps: 
     counts = torch.round(torch.linspace(0, n_pixels, n_steps + 1)).long()
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(n_pixels, device=order.device).expand_as(order))
     curves = []
-    with explaining(model), torch.no_grad():
+    with explaining(model), torch.no_grad(), fast_forward(model) as run:
         for b in range(images.shape[0]):
             chosen = (rank[b][None] < counts[:, None].to(rank.device)).view(-1, 1, *images.shape[-2:]).float()
             start, end = (images[b], other[b]) if mode == "deletion" else (other[b], images[b])
             batch = start[None] * (1 - chosen) + end[None] * chosen                    # (S+1, C, H, W)
-            scores = check_scores(model(batch), len(batch))
+            scores = torch.cat([check_scores(run(part), len(part)) for part in batch.split(INFERENCE_BATCH)])
             if b == 0 and (targets.min() < 0 or targets.max() >= scores.shape[1]):
                 bad = targets[(targets < 0) | (targets >= scores.shape[1])].unique().tolist()
                 raise ValueError(f"targets: {bad} out of range for a model with {scores.shape[1]} output(s) "
@@ -98,7 +99,8 @@ def deletion_insertion_many(model: nn.Module | Callable, images: torch.Tensor, m
     different batch sizes), at a fraction of the cost: the two end points of each curve (the image
     and the baseline) are shared by all maps and computed once per image, maps that rank an image's
     pixels identically (e.g. Grad-CAM and HiRes-CAM at the pooled layer) share their forwards, and
-    perturbed images of all maps go through the model ``batch_size`` at a time.
+    perturbed images of all maps are collected ``batch_size`` at a time and go through
+    :func:`~medxai_lib.models.inference.fast_forward` in chunks of ``INFERENCE_BATCH``.
 
     Args:
         images: ``(B, C, H, W)``; maps: name -> ``(B, H, W)`` finite maps at image resolution;
@@ -150,11 +152,11 @@ def deletion_insertion_many(model: nn.Module | Callable, images: torch.Tensor, m
     def flush() -> None:
         if pending:
             stack = torch.cat(pending)
-            scores = check_scores(model(stack), len(stack))
+            scores = torch.cat([check_scores(run(part), len(part)) for part in stack.split(INFERENCE_BATCH)])
             probs.append(_probabilities(scores).cpu())
             pending.clear()
 
-    with explaining(model), torch.no_grad():
+    with explaining(model), torch.no_grad(), fast_forward(model) as run:
         n_pending = 0
         for b, rank in jobs:
             if rank is None:

@@ -19,6 +19,7 @@ from sklearn.base import clone
 from sklearn.metrics import silhouette_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+from medxai_lib.models.inference import INFERENCE_BATCH
 from medxai_lib.evaluate.stats import (Draws, Resampler, bootstrap_many, mean_statistic, percentile_ci,
                                        replicates)
 
@@ -170,7 +171,7 @@ def _probabilities_of(model: "torch.nn.Module", dataset: "torch.utils.data.Datas
 
 
 def cue_importance_per_unit(model: "torch.nn.Module", dataset: "torch.utils.data.Dataset", cues: Sequence[str],
-                            n_repeats: int = 3, seed: int = 0, device: str = "auto", batch_size: int = 64
+                            n_repeats: int = 3, seed: int = 0, device: str = "auto", batch_size: int = INFERENCE_BATCH
                             ) -> dict[str, np.ndarray]:
     """Permutation importance of a phantom's generative cues for an image model, per image.
 
@@ -289,7 +290,7 @@ def importance_summary(values: np.ndarray, null: np.ndarray, names: Sequence[str
 
 def counterfactual_change(model: "torch.nn.Module", dataset: "torch.utils.data.Dataset",
                           changes: Mapping[str, Mapping[str, object]], target: int = 1, device: str = "auto",
-                          batch_size: int = 64) -> dict[str, np.ndarray]:
+                          batch_size: int = INFERENCE_BATCH) -> dict[str, np.ndarray]:
     """Signed change of the ``target`` class probability per image when the phantom re-renders every image
     with ``changes[name]`` applied (``dataset.counterfactual(**changes[name])``, e.g. ``{"n_hairs": 0}``).
     Returns name -> ``(N,)`` ``P(counterfactual) - P(original)``; ``"original"`` -> ``(N,)`` P itself."""
