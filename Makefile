@@ -25,7 +25,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev,site]"
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -c requirements.lock -e ".[dev,site]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (medxai)" >/dev/null
 	touch $@
 
@@ -58,6 +58,7 @@ benchmark: install
 	$(PY) benchmarks/explain_vs_peers.py
 	$(PY) benchmarks/agreement.py
 	$(PY) benchmarks/training_layout.py
+	$(PY) benchmarks/inference_layout.py
 
 claims: install
 	MEDXAI_STATIC_WIDGETS=1 $(PY) scripts/claims_across_seeds.py $(NOTEBOOKS) --seeds $(SEEDS) $(if $(WRITE_BACK),--write-back) $(if $(KEEP),--keep $(KEEP))

@@ -52,6 +52,20 @@ def test_study_units_and_table():
     assert table.loc["ELBOW", "AUROC"] == "n/a (one class)"
 
 
+def test_perfect_separation_gets_a_wilson_interval_not_a_zero_width_bootstrap():
+    from medxai_lib.evaluate.stats import wilson_ci
+    # 8 abnormal and 6 normal studies, perfectly separated: (almost) every resample gives AUROC 1 and kappa 1, so
+    # the percentile interval would be [1.000, 1.000]; Wilson over min(8, 6) = 6 disjoint pairs instead
+    labels = np.array([1] * 8 + [0] * 6)
+    probs = np.where(labels == 1, 0.9, 0.1) + np.linspace(0, 0.05, 14)
+    table = study_table(probs, labels, [f"s{i}" for i in range(14)], ["HAND"] * 14, n_boot=200)
+    lo, hi = wilson_ci(6, 6)
+    assert table.loc["HAND", "AUROC"] == f"1.000 [{lo:.3f}, {hi:.3f}] (Wilson, 6 pairs)" and lo < 0.7
+    assert table.loc["HAND", "kappa"] == "1.000 (all 14 studies right; no bootstrap interval)"
+    mixed = study_table(np.array([0.9, 0.2, 0.6, 0.7]), np.array([1, 0, 1, 0]), list("abcd"), ["X"] * 4, n_boot=200)
+    assert "Wilson" not in mixed.loc["X", "AUROC"] and "[" in mixed.loc["X", "AUROC"]
+
+
 def test_intensity_baseline_finds_a_brightness_cue():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 120)

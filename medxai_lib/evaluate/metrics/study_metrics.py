@@ -7,14 +7,14 @@ probabilities of k models (seeds) before the label -> their mean AUROC / kappa.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from scipy.stats import rankdata
 
 from medxai_lib.evaluate.metrics.classification import study_level
-from medxai_lib.evaluate.stats import bootstrap
+from medxai_lib.evaluate.stats import bootstrap, fmt, format_ci, wilson_ci
 
 INTENSITY_QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99, 1.0)
 
@@ -81,7 +81,13 @@ def study_table(probs: np.ndarray, labels: np.ndarray, study_ids: Sequence[str],
                 n_boot: int = 2000, seed: int = 0) -> "pandas.DataFrame":
     """Study-level AUROC and kappa with 95% bootstrap CIs over studies (:func:`~medxai_lib.evaluate.stats.bootstrap`
     of :func:`auroc_statistic` / :func:`kappa_statistic`, written ``"value [lo, hi]"``): one row ``"all"`` then
-    one per body part (``n/a`` where a body part has studies of one class only)."""
+    one per body part (``n/a`` where a body part has studies of one class only).
+
+    Where every bootstrap resample gives the same value (perfect separation, every study right), a percentile
+    interval has width 0 and says nothing about how few studies there were. Then AUROC gets Wilson's interval
+    for the share of correctly ordered pairs over ``min(abnormal, normal)`` disjoint abnormal-normal pairs
+    (independent pairs: a conservative count), marked ``(Wilson, m pairs)``, and kappa is printed without an
+    interval, marked ``(all n studies right; no bootstrap interval)``."""
     import pandas as pd
     units, ids = study_units(probs, labels, study_ids)
     part_of = dict(zip(study_ids, body_parts))
@@ -92,9 +98,22 @@ def study_table(probs: np.ndarray, labels: np.ndarray, study_ids: Sequence[str],
         row = {"studies": len(sel), "abnormal": int(sel[:, 1].sum())}
         both = 0 < row["abnormal"] < len(sel)
         for label, statistic in (("AUROC", auroc_statistic), ("kappa", kappa_statistic)):
-            row[label] = str(bootstrap(sel, statistic, n_boot, seed)) if both else "n/a (one class)"
+            row[label] = _study_ci(sel, statistic, label, n_boot, seed) if both else "n/a (one class)"
         rows[name] = row
     return pd.DataFrame(rows).T.rename_axis("body part")
+
+
+def _study_ci(units: np.ndarray, statistic: Callable, label: str, n_boot: int, seed: int) -> str:
+    estimate = bootstrap(units, statistic, n_boot, seed)
+    if estimate.hi > estimate.lo or estimate.value not in (0.0, 1.0):
+        return str(estimate)
+    if label == "AUROC":
+        pairs = int(min(units[:, 1].sum(), len(units) - units[:, 1].sum()))
+        right = pairs if estimate.value == 1.0 else 0
+        return f"{format_ci(estimate.value, *wilson_ci(right, pairs))} (Wilson, {pairs} pairs)"
+    if estimate.value == 1.0:
+        return f"{fmt(estimate.value)} (all {len(units)} studies right; no bootstrap interval)"
+    return str(estimate)
 
 
 def intensity_features(images: torch.Tensor) -> np.ndarray:
