@@ -23,9 +23,13 @@ help:
 
 install: $(STAMP)
 
+# pip byte-compiles on one core; compileall uses every core (a file that does not compile, e.g. a test written for a
+# newer Python inside a wheel, is skipped as pip skips it). Compiling at install matters where PYTHONDONTWRITEBYTECODE
+# is set (the course machines): nothing is compiled later, and every process would compile torch's modules again.
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -c requirements.lock -e ".[dev,site]"
+	$(PY) -c "import compileall, sysconfig; [compileall.compile_dir(d, quiet=2, workers=0) for d in (sysconfig.get_paths()['purelib'], 'medxai_lib')]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (medxai)" >/dev/null
 	touch $@
 

@@ -110,31 +110,3 @@ def test_replicate_padding_copies_weights_and_changes_only_the_border():
     assert torch.allclose(a[..., 4:-4, 4:-4], b[..., 4:-4, 4:-4]) and not torch.allclose(a, b)
     with pytest.raises(ValueError, match="model"):
         replicate_padding(torch.nn.Linear(2, 2))
-
-
-def test_select_then_test_chooses_on_one_half_and_reports_the_other():
-    from medxai_lib.evaluate.studies.blocks import select_then_test
-    rng = np.random.default_rng(0)
-    units = {"good": {"pointing": (rng.random(100) < 0.9).astype(float)},
-             "bad": {"pointing": (rng.random(100) < 0.2).astype(float)},
-             "ctrl": {"pointing": (rng.random(100) < 0.4).astype(float)}}
-    chosen, held, controls = select_then_test(units, ["bad", "good"], ["ctrl"], seed=3)
-    assert chosen == "good" and len(held) == 50 and len(controls["ctrl"]) == 50
-    order = np.random.default_rng(3).permutation(100)
-    assert np.array_equal(held, units["good"]["pointing"][order[50:]])          # the other half, same order
-    assert np.array_equal(controls["ctrl"], units["ctrl"]["pointing"][order[50:]])
-    with pytest.raises(ValueError, match="missing"):
-        select_then_test(units, ["nope"], ["ctrl"])
-
-
-def test_paired_differences_say_when_the_ci_excludes_zero():
-    from medxai_lib.evaluate.studies.blocks import paired_differences
-    rng = np.random.default_rng(0)
-    base = rng.random(200)
-    units = {"up": {"pointing": base + 0.3}, "same": {"pointing": base + rng.normal(0, 0.01, 200)},
-             "down": {"pointing": base - 0.3}, "ctrl": {"pointing": base}}
-    table = paired_differences(units, ["up", "same", "down"], "ctrl")
-    assert table["CI excludes 0"].tolist() == ["yes, above", "no", "yes, below"]
-    assert table.loc["up", "pointing minus ctrl"].startswith("0.300 [0.300")
-    with pytest.raises(ValueError, match="control"):
-        paired_differences(units, ["up"], "nope")

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from medxai_lib.data import SkinLesionPhantom
-from medxai_lib.data.phantoms.common import bezier, polyline_distance, polyline_distance_near, smooth_noise, soft, unit_grid
+from medxai_lib.data.phantoms.common import bezier, polyline_distance_near, segment_distance, smooth_noise, soft, unit_grid
 from medxai_lib.data.phantoms.skin import _PALETTE, LesionSpec, _outline, render_lesion
+
+
+def polyline_distance(x: np.ndarray, y: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The every-pixel distance to a polyline that the renderer used before (the reference)."""
+    out = np.full(x.shape, np.inf, dtype=np.float32)
+    for p0, p1 in zip(points[:-1], points[1:]):
+        out = np.minimum(out, segment_distance(x, y, p0, p1))
+    return out
 
 
 def reference_render(spec: LesionSpec, size: int = 128) -> tuple[np.ndarray, np.ndarray]:

@@ -33,18 +33,11 @@ def segment_distance(x: np.ndarray, y: np.ndarray, p0: np.ndarray, p1: np.ndarra
     return np.hypot(x - p0[0] - t * d[0], y - p0[1] - t * d[1])
 
 
-def polyline_distance(x: np.ndarray, y: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Distance to a polyline given as ``(N, 2)`` points."""
-    out = np.full(x.shape, np.inf, dtype=np.float32)
-    for p0, p1 in zip(points[:-1], points[1:]):
-        out = np.minimum(out, segment_distance(x, y, p0, p1))
-    return out
-
-
 def polyline_distance_near(x: np.ndarray, y: np.ndarray, points: np.ndarray, reach: float) -> np.ndarray:
-    """:func:`polyline_distance` where it is below ``reach``, computed only in each segment's bounding box
-    grown by ``reach``; elsewhere at least ``reach`` (``inf`` outside every box). Thresholds ``d < t`` with
-    ``t <= reach`` give the same pixels as with the full distance, bit for bit. ``x``, ``y``: the pixel
+    """Distance of every pixel to the polyline ``points (N, 2)`` where it is below ``reach``, computed only in
+    each segment's bounding box grown by ``reach``; elsewhere at least ``reach`` (``inf`` outside every box).
+    Thresholds ``d < t`` with ``t <= reach`` give the same pixels as the minimum of :func:`segment_distance`
+    over all segments on every pixel, bit for bit (``tests/test_skin_render.py``). ``x``, ``y``: the pixel
     centres of :func:`unit_grid`."""
     size = x.shape[0]
     out = np.full(x.shape, np.inf, dtype=np.float32)

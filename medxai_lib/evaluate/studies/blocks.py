@@ -1,9 +1,9 @@
 """Localisation layer by layer, per unit (one image per study), with bootstrap CIs and controls that could win.
 
 The pointing game and the energy share (:mod:`.localisation`) are computed per image for every map set,
-beside three references that use no model: a uniformly random map (its exact expectation: the hit rate is
-the dilated mask's area share, the energy share the mask's), a centre prior (a Gaussian at the image centre)
-and an intensity map (the image itself: bright hardware, cortex). :func:`grid_oracle` gives the ceiling a
+beside controls that use no model: a uniformly random map (its exact expectation: the hit rate is the
+dilated mask's area share, the energy share the mask's), a centre prior (a Gaussian at the image centre);
+notebook 03 adds the image itself and its Sobel edges (:func:`~medxai_lib.evaluate.metrics.baselines.sobel_maps`). :func:`grid_oracle` gives the ceiling a
 coarse grid can reach (the mask average-pooled to the grid): a 6x6 map cannot put its energy on a one-pixel
 fracture line. :func:`frame_share` measures how much of a map sits on the outermost ring of cells (zero
 padding makes early layers respond to the image border).
@@ -145,48 +145,6 @@ def best_of(units: Mapping[str, Mapping[str, np.ndarray]], candidates: Sequence[
     order = " > ".join(f"{c} {fmt(means[c])}" for c in ranked)
     return (f"By {metric}, {best} localises best as measured ({order}); its lead over {second} is "
             f"{lead}, {verdict}.")
-
-
-def paired_differences(units: Mapping[str, Mapping[str, np.ndarray]], names: Sequence[str], control: str,
-                       metric: str = "pointing", n_boot: int = 2000, seed: int = 0
-                       ) -> "pandas.DataFrame":
-    """Each name's mean ``metric`` minus the control's on the same units, with a paired bootstrap 95% CI
-    (:func:`~medxai_lib.evaluate.stats.difference`), and whether the CI excludes 0 (``"yes, above"`` /
-    ``"yes, below"`` / ``"no"``): one row per name."""
-    import pandas as pd
-    if control not in units or any(n not in units for n in names):
-        raise ValueError(f"names, control: expected names in {list(units)}, got {list(names)} and {control!r}")
-    rows = {}
-    for name in names:
-        diff = difference(np.asarray(units[name][metric], float), np.asarray(units[control][metric], float),
-                          n_boot=n_boot, seed=seed)
-        rows[name] = {f"{metric} minus {control}": str(diff),
-                      "CI excludes 0": "yes, above" if diff.lo > 0 else ("yes, below" if diff.hi < 0 else "no")}
-    return pd.DataFrame(rows).T.rename_axis("maps")
-
-
-def select_then_test(units: Mapping[str, Mapping[str, np.ndarray]], candidates: Sequence[str],
-                     controls: Sequence[str], metric: str = "pointing", seed: int = 0
-                     ) -> tuple[str, np.ndarray, dict[str, np.ndarray]]:
-    """Pick the best candidate on one random half of the units and test it on the other half.
-
-    Which layer localises best varies between training runs, and the best of several noisy scores is biased
-    upwards on the data that chose it; a held-out half gives an honest value. Returns ``(chosen name, its
-    values on the held-out half (M,), {control: values on the held-out half})``.
-    """
-    if metric not in METRICS:
-        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
-    missing = [n for n in [*candidates, *controls] if n not in units]
-    if missing or not candidates or not controls:
-        raise ValueError(f"candidates, controls: expected non-empty lists of names in {list(units)}, missing {missing}")
-    n = len(units[candidates[0]][metric])
-    if n < 4:
-        raise ValueError(f"units: need at least 4 units to split in halves, got {n}")
-    order = np.random.default_rng(seed).permutation(n)
-    select, test = order[: n // 2], order[n // 2:]
-    chosen = max(candidates, key=lambda c: float(np.mean(np.asarray(units[c][metric])[select])))
-    held = {c: np.asarray(units[c][metric])[test] for c in controls}
-    return chosen, np.asarray(units[chosen][metric])[test], held
 
 
 def frame_share(maps: torch.Tensor, width: int = 1) -> torch.Tensor:
