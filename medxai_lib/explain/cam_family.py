@@ -109,12 +109,12 @@ def score_cam(model: nn.Module, images: torch.Tensor, layer: LayerSpec, classes:
         to_score = (lambda z: torch.softmax(z, 1)) if softmax else (lambda z: z)
         weights = torch.empty(batch, channels, logits.shape[1], device=images.device)
         flat = [(b, k) for b in range(batch) for k in range(channels)]
-        for start in range(0, len(flat), size):
-            part = flat[start:start + size]
-            b_idx = torch.tensor([b for b, _ in part], device=images.device)
-            k_idx = torch.tensor([k for _, k in part], device=images.device)
-            masked = images[b_idx] * masks[b_idx, k_idx][:, None]
-            with fast_forward(model) as run:
+        with fast_forward(model) as run:
+            for start in range(0, len(flat), size):
+                part = flat[start:start + size]
+                b_idx = torch.tensor([b for b, _ in part], device=images.device)
+                k_idx = torch.tensor([k for _, k in part], device=images.device)
+                masked = images[b_idx] * masks[b_idx, k_idx][:, None]
                 weights[b_idx, k_idx] = to_score(run(masked))
         if baseline:
             weights = weights - to_score(model(torch.zeros_like(images)))[:, None, :]

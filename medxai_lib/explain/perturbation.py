@@ -38,9 +38,9 @@ def _probabilities(scores: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(scores) if scores.shape[1] == 1 else torch.softmax(scores, 1)
 
 
-def _forward_in_chunks(model: Model, batch: torch.Tensor, chunk: int) -> torch.Tensor:
-    with fast_forward(model) as run:
-        return torch.cat([run(part) for part in batch.split(chunk)])
+def _forward_in_chunks(run: Model, batch: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``run`` (a :func:`~medxai_lib.models.inference.fast_forward` runner) over ``batch``, ``chunk`` images at a time."""
+    return torch.cat([run(part) for part in batch.split(chunk)])
 
 
 def window_masks(height: int, width: int, window: int, stride: int, device: torch.device | None = None) -> torch.Tensor:
@@ -61,7 +61,7 @@ def occlusion(model: Model, images: torch.Tensor, classes: ClassSpec = None, win
               baseline: float = 0.0, chunk_size: int | str = "auto") -> torch.Tensor:
     """Occlusion sensitivity, ``(B, T, 1, H, W)``: mean over covering windows of ``score(x) - score(x occluded)``
     (raw model outputs, like captum). Pixels no window covers get 0."""
-    with explaining(model), torch.no_grad():
+    with explaining(model), torch.no_grad(), fast_forward(model) as run:
         scores = _checked_scores(model, images)
         idx = resolve_classes(classes, scores)
         masks = window_masks(images.shape[-2], images.shape[-1], window, stride, images.device)
@@ -70,7 +70,7 @@ def occlusion(model: Model, images: torch.Tensor, classes: ClassSpec = None, win
         out = []
         for b in range(len(images)):
             occluded = images[b:b + 1] * (1 - masks) + baseline * masks         # (N, C, H, W)
-            drop = scores[b:b + 1] - _forward_in_chunks(model, occluded, chunk)  # (N, K)
+            drop = scores[b:b + 1] - _forward_in_chunks(run, occluded, chunk)  # (N, K)
             drop = drop[:, idx[b]]                                              # (N, T)
             summed = torch.einsum("nt,nhw->thw", drop, masks[:, 0])
             out.append(torch.where(coverage > 0, summed / coverage.clamp_min(1), torch.zeros_like(summed)))
@@ -104,12 +104,12 @@ def rise_scores(model: Model, images: torch.Tensor, masks: torch.Tensor, classes
     sigmoid for one output). RISE maps are weighted sums of the masks with these scores."""
     if masks.ndim != 4 or masks.shape[1] != 1 or masks.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"masks: expected (N, 1, H, W) with (H, W) = {tuple(images.shape[-2:])}, got {tuple(masks.shape)}")
-    with explaining(model), torch.no_grad():
+    with explaining(model), torch.no_grad(), fast_forward(model) as run:
         scores = _checked_scores(model, images)
         idx = resolve_classes(classes, scores)
         masks = masks.to(images.device)
         chunk = chunk_size_for(model, images, len(masks), chunk_size)
-        return torch.stack([_probabilities(_forward_in_chunks(model, images[b:b + 1] * masks, chunk))[:, idx[b]]
+        return torch.stack([_probabilities(_forward_in_chunks(run, images[b:b + 1] * masks, chunk))[:, idx[b]]
                             for b in range(len(images))])
 
 
@@ -155,7 +155,7 @@ def lime(model: Model, images: torch.Tensor, classes: ClassSpec = None, n_sample
     n_samples = _as_int(n_samples)
     if type(n_samples) is not int or n_samples < 2:
         raise ValueError(f"n_samples: expected an int >= 2, got {n_samples!r}")
-    with explaining(model), torch.no_grad():
+    with explaining(model), torch.no_grad(), fast_forward(model) as run:
         scores = _checked_scores(model, images)
         idx = resolve_classes(classes, scores)
         rng = np.random.default_rng(seed)
@@ -169,7 +169,7 @@ def lime(model: Model, images: torch.Tensor, classes: ClassSpec = None, n_sample
             seg_t = torch.as_tensor(segments, device=images.device)
             pixel_keep = torch.as_tensor(keep, dtype=images.dtype, device=images.device)[:, seg_t][:, None]  # (N,1,H,W)
             perturbed = images[b:b + 1] * pixel_keep + baseline * (1 - pixel_keep)
-            probs = _probabilities(_forward_in_chunks(model, perturbed, chunk))[:, idx[b]].cpu().numpy()
+            probs = _probabilities(_forward_in_chunks(run, perturbed, chunk))[:, idx[b]].cpu().numpy()
             cosine = keep.sum(1) / (np.sqrt(keep.sum(1).clip(min=1)) * np.sqrt(n_seg))
             weights = np.exp(-((1 - cosine) ** 2) / kernel_width ** 2)
             maps = []

@@ -1,7 +1,8 @@
 """Train several cached models at once on a CPU: one process per core, one torch thread each.
 
-Small conv nets use two CPU threads poorly (on the 2-core course machine one model trains 1.4x faster in
-two single-thread processes than in one two-thread process). :func:`warm_cache` runs recipe calls (functions
+One thread per model makes its weights independent of the machine's core count; on the 2-core course machine
+two single-thread workers trained 03's six shortcut models in about the time one two-thread process took
+(75-84 s vs 75-87 s), so the gain there is reproducibility, not speed. :func:`warm_cache` runs recipe calls (functions
 that train a model and cache it under a key, e.g. :func:`~medxai_lib.train.recipes.shortcut_classifier`)
 in spawned worker processes; the caller then calls the same recipes again, and they load from the cache.
 A recipe used this way must train with a fixed thread count (:func:`one_thread`), so that its weights are

@@ -65,9 +65,7 @@ def draw_attribution(model: Any, images: Any, image: int = 0, method: str = "gra
     peak = float(heat.abs().max())
     signed = bool((heat < 0).any())
     heat = heat / max(peak, 1e-12)
-    shown = np.ma.masked_less(heat.abs().numpy(), threshold) if threshold > 0 else heat.numpy()
-    if threshold > 0:
-        shown = np.ma.array(heat.numpy(), mask=shown.mask)
+    shown = np.ma.masked_where(heat.abs().numpy() < threshold, heat.numpy())   # threshold 0 hides nothing
     fig, axes = plt.subplots(1, 2, figsize=(6.6, 3))
     picture = to_display(x[0], normalized_images)
     for ax in axes:

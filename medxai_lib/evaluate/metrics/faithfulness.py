@@ -74,7 +74,7 @@ def deletion_insertion(model: nn.Module | Callable, images: torch.Tensor, maps: 
             chosen = (rank[b][None] < counts[:, None].to(rank.device)).view(-1, 1, *images.shape[-2:]).float()
             start, end = (images[b], other[b]) if mode == "deletion" else (other[b], images[b])
             batch = start[None] * (1 - chosen) + end[None] * chosen                    # (S+1, C, H, W)
-            scores = torch.cat([check_scores(run(part), len(part)) for part in batch.split(INFERENCE_BATCH)])
+            scores = check_scores(run(batch), len(batch))
             if b == 0 and (targets.min() < 0 or targets.max() >= scores.shape[1]):
                 bad = targets[(targets < 0) | (targets >= scores.shape[1])].unique().tolist()
                 raise ValueError(f"targets: {bad} out of range for a model with {scores.shape[1]} output(s) "
@@ -91,7 +91,7 @@ def _order_key(rank: torch.Tensor) -> bytes:
 
 def deletion_insertion_many(model: nn.Module | Callable, images: torch.Tensor, maps: dict[str, torch.Tensor],
                             targets: torch.Tensor, n_steps: int = 20, deletion_baseline: str | float = 0.0,
-                            insertion_baseline: str | float = "blur", batch_size: int = 256
+                            insertion_baseline: str | float = "blur", batch_size: int = INFERENCE_BATCH
                             ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Deletion and insertion curves of many maps of the same images in large batched forwards.
 
@@ -99,8 +99,8 @@ def deletion_insertion_many(model: nn.Module | Callable, images: torch.Tensor, m
     different batch sizes), at a fraction of the cost: the two end points of each curve (the image
     and the baseline) are shared by all maps and computed once per image, maps that rank an image's
     pixels identically (e.g. Grad-CAM and HiRes-CAM at the pooled layer) share their forwards, and
-    perturbed images of all maps are collected ``batch_size`` at a time and go through
-    :func:`~medxai_lib.models.inference.fast_forward` in chunks of ``INFERENCE_BATCH``.
+    perturbed images of all maps go through :func:`~medxai_lib.models.inference.fast_forward` about
+    ``batch_size`` at a time.
 
     Args:
         images: ``(B, C, H, W)``; maps: name -> ``(B, H, W)`` finite maps at image resolution;
@@ -152,7 +152,7 @@ def deletion_insertion_many(model: nn.Module | Callable, images: torch.Tensor, m
     def flush() -> None:
         if pending:
             stack = torch.cat(pending)
-            scores = torch.cat([check_scores(run(part), len(part)) for part in stack.split(INFERENCE_BATCH)])
+            scores = check_scores(run(stack), len(stack))
             probs.append(_probabilities(scores).cpu())
             pending.clear()
 

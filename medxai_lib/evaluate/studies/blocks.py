@@ -3,8 +3,8 @@
 The pointing game and the energy share (:mod:`.localisation`) are computed per image for every map set,
 beside controls that use no model: a uniformly random map (its exact expectation: the hit rate is the
 dilated mask's area share, the energy share the mask's), a centre prior (a Gaussian at the image centre);
-notebook 03 adds the image itself and its Sobel edges (:func:`~medxai_lib.evaluate.metrics.baselines.sobel_maps`). :func:`grid_oracle` gives the ceiling a
-coarse grid can reach (the mask average-pooled to the grid): a 6x6 map cannot put its energy on a one-pixel
+notebook 03 adds the image itself and its Sobel edges (:func:`~medxai_lib.evaluate.metrics.baselines.sobel_maps`).
+:func:`grid_oracle` gives the ceiling a coarse grid can reach (the mask average-pooled to the grid): a 6x6 map cannot put its energy on a one-pixel
 fracture line. :func:`frame_share` measures how much of a map sits on the outermost ring of cells (zero
 padding makes early layers respond to the image border).
 
