@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from medxai_lib.evaluate.metrics.baselines import baseline_maps, centre_prior, random_maps, sobel_maps
+from medxai_lib.evaluate.metrics.baselines import DARK_IMAGE, baseline_maps, centre_prior, intensity_maps, random_maps, sobel_maps
 from medxai_lib.evaluate.metrics.faithfulness import deletion_insertion, deletion_insertion_many
 from medxai_lib.evaluate.metrics.sanity import collapsed, randomisation_test, similarity_or_nan
 from medxai_lib.evaluate.studies.scoreboard import (MapScores, by_group, formatted, one_view_per_study,
@@ -44,7 +44,18 @@ def test_centre_prior_and_random_maps():
     assert torch.equal(a, b) and not torch.equal(a, random_maps(3, (5, 5), seed=2))
     with pytest.raises(ValueError, match="sigma"):
         centre_prior(1, (4, 4), sigma=0)
-    assert set(baseline_maps(torch.zeros(2, 1, 6, 6))) == {"random", "centre prior", "Sobel edges"}
+    assert set(baseline_maps(torch.zeros(2, 1, 6, 6))) == {"random", "centre prior", "Sobel edges", "the image"}
+
+
+def test_the_image_as_a_map_is_its_channel_mean_bright_or_dark():
+    x = torch.tensor([[[[1.0, -1.0]], [[3.0, 1.0]]]])                     # (1, 2, 1, 2): channel means 2, 0
+    assert torch.equal(intensity_maps(x), torch.tensor([[[2.0, 0.0]]]))
+    assert torch.equal(baseline_maps(x, dark=True)[DARK_IMAGE], torch.tensor([[[-2.0, -0.0]]]))
+    assert "the image" not in baseline_maps(x, dark=True)
+    with pytest.raises(ValueError, match="images"):
+        intensity_maps(torch.zeros(2, 6, 6))
+    with pytest.raises(TypeError, match="dark"):
+        intensity_maps(x, dark=1)
 
 
 # ---- batched deletion / insertion -----------------------------------------------------------------

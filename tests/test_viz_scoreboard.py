@@ -3,6 +3,7 @@ good direction in the column titles, sanity curves with the trained model first 
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -60,6 +61,16 @@ def test_curves_and_randomisation_figures():
     fig = plot_deletion_insertion(curves, {"a": (0.3, 0.7), "random": (0.5, 0.5)})
     assert [len(ax.get_lines()) for ax in fig.axes] == [2, 2]
     assert "AUC 0.30" in fig.axes[0].get_legend().get_texts()[0].get_text()
+    assert fig.axes[0].get_lines()[1].get_linestyle() == "--"                 # a baseline map is dashed
+    grid, axes = plt.subplots(2, 2)
+    out = plot_deletion_insertion(curves, {"a": (0.3, 0.7), "random": (0.5, 0.5)}, deletion_to="to a blurred copy",
+                                  insertion_from="a grey image", levels={"intact": 0.8, "grey image": 0.1}, axes=axes[1])
+    assert out is grid and [len(ax.get_lines()) for ax in axes[1]] == [4, 4]    # 2 curves + 2 reference levels
+    assert "to a blurred copy" in axes[1][0].get_xlabel() and "a grey image" in axes[1][1].get_xlabel()
+    assert [t.get_text() for t in axes[1][0].texts] == ["intact: 0.80", "grey image: 0.10"]
+    assert not axes[0][0].get_lines()                                           # the other row is untouched
+    with pytest.raises(ValueError, match="axes"):
+        plot_deletion_insertion(curves, {"a": (0.3, 0.7), "random": (0.5, 0.5)}, axes=axes[0][:1])
     table = pd.DataFrame({"method": ["m"] * 3, "randomised": ["trained", "top", "stem"], "step": [0, 1, 2],
                           "spearman": [1.0, 0.5, np.nan], "ssim": [1.0, 0.4, np.nan], "collapsed": [0.0, 0.0, 1.0]})
     fig = plot_randomisation(table)

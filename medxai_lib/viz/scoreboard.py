@@ -104,20 +104,36 @@ def plot_rank_table(board: "pandas.DataFrame", rank_frame: "pandas.DataFrame", d
 
 
 def plot_deletion_insertion(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], aucs: Mapping[str, tuple[float, float]],
-                            title: str | None = None) -> plt.Figure:
+                            title: str | None = None, deletion_to: str = "set to 0 = mean grey",
+                            insertion_from: str = "the blurred image", levels: Mapping[str, float] | None = None,
+                            baselines: Sequence[str] = ("random", "centre prior", "Sobel edges", "the image"),
+                            axes: Sequence[plt.Axes] | None = None) -> plt.Figure:
     """Mean deletion (left) and insertion (right) curves, probability vs fraction of pixels removed /
-    inserted, one line per method with its mean AUC in the legend; shaded: +-1 standard error."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.6), sharey=True)
+    inserted, one line per method with its mean AUC in the legend; shaded: +-1 standard error; dashed:
+    ``baselines``. ``deletion_to`` / ``insertion_from`` name the baseline image in the axis labels;
+    ``levels`` (label -> probability, e.g. the intact and the baseline image's mean P) are drawn as grey
+    horizontal lines. ``axes``: two axes to draw into (e.g. one row of a larger figure)."""
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 5.6), sharey=True)
+    else:
+        if len(axes) != 2:
+            raise ValueError(f"axes: expected two axes (deletion, insertion), got {len(axes)}")
+        fig = axes[0].figure
     colours = plt.get_cmap("tab10")
     for k, (ax, mode) in enumerate(zip(axes, ("deletion", "insertion"))):
         for i, (name, pair) in enumerate(curves.items()):
             c = np.asarray(pair[k])
             x = np.linspace(0, 1, c.shape[1])
             mean, se = c.mean(0), c.std(0, ddof=1) / np.sqrt(len(c))
-            style = "--" if name in ("random", "centre prior", "Sobel edges") else "-"
+            style = "--" if name in baselines else "-"
             ax.plot(x, mean, style, color=colours(i % 10), lw=1.8, label=f"{name} (AUC {aucs[name][k]:.2f})")
             ax.fill_between(x, mean - se, mean + se, color=colours(i % 10), alpha=0.15)
-        ax.set_xlabel(f"fraction of pixels {'deleted (set to 0 = mean grey)' if mode == 'deletion' else 'inserted into the blurred image'}")
+        for j, (label, level) in enumerate((levels or {}).items()):
+            ax.axhline(level, color="0.35", lw=1.0, ls=(":", "-.", (0, (1, 3)))[j % 3])
+            right = j % 2 == 0                           # alternate sides, so close levels stay readable
+            ax.annotate(f"{label}: {level:.2f}", (1.0 if right else 0.0, level), xytext=(-4 if right else 4, 3),
+                        textcoords="offset points", ha="right" if right else "left", fontsize=7.5, color="0.25")
+        ax.set_xlabel(f"fraction of pixels {f'deleted ({deletion_to})' if mode == 'deletion' else f'inserted into {insertion_from}'}")
         ax.set_title(f"{mode}: {'lower' if mode == 'deletion' else 'higher'} AUC is better", fontsize=10)
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
         ax.grid(alpha=0.3)

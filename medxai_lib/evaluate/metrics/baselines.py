@@ -1,15 +1,17 @@
-"""Baseline maps every explanation must beat: a random map, a centre prior and an edge detector.
+"""Baseline maps every explanation must beat: a random map, a centre prior, an edge detector and the image itself.
 
-They know nothing about the model. A method that localises no better than the centre of the image or
-the image's own edges (Adebayo et al. 2018: guided backprop "resembles an edge detector") has not shown
-that it explains the model. All return ``(B, H, W)`` float maps, higher = more important.
+They know nothing about the model. A method that localises no better than the centre of the image, the
+image's own edges (Adebayo et al. 2018: guided backprop "resembles an edge detector") or its brightness
+(metal in a radiograph, pigment in a skin lesion) has not shown that it explains the model. All return
+``(B, H, W)`` float maps, higher = more important.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-BASELINES = ("random", "centre prior", "Sobel edges")
+BASELINES = ("random", "centre prior", "Sobel edges", "the image")
+DARK_IMAGE = "the image (dark = high)"
 
 
 def _check_shape(batch: int, size: tuple[int, int]) -> None:
@@ -61,8 +63,22 @@ def sobel_maps(images: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
     return magnitude
 
 
-def baseline_maps(images: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
-    """The three baselines for ``images (B, C, H, W)``: name -> ``(B, H, W)`` (keys: :data:`BASELINES`)."""
+def intensity_maps(images: torch.Tensor, dark: bool = False) -> torch.Tensor:
+    """The image itself as a map: its channel mean, ``(B, C, H, W)`` -> ``(B, H, W)``; negated with ``dark``
+    (pigmented lesions are darker than skin; metal and bone are brighter than soft tissue). Metrics that
+    count positive mass (energy in mask) see the pixels brighter (darker) than the normalisation mean."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(f"images: expected a non-empty (B, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+    if not isinstance(dark, bool):
+        raise TypeError(f"dark: expected a bool, got {dark!r}")
+    mean = images.detach().float().cpu().mean(1)
+    return -mean if dark else mean
+
+
+def baseline_maps(images: torch.Tensor, seed: int = 0, dark: bool = False) -> dict[str, torch.Tensor]:
+    """The four baselines for ``images (B, C, H, W)``: name -> ``(B, H, W)`` (keys: :data:`BASELINES`; with
+    ``dark`` the image map is read dark = high and named :data:`DARK_IMAGE`)."""
     batch, size = images.shape[0], tuple(images.shape[-2:])
     return {"random": random_maps(batch, size, seed), "centre prior": centre_prior(batch, size),
-            "Sobel edges": sobel_maps(images.cpu())}
+            "Sobel edges": sobel_maps(images.cpu()),
+            (DARK_IMAGE if dark else "the image"): intensity_maps(images, dark=dark)}
