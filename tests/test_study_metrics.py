@@ -28,6 +28,11 @@ def test_degenerate_draws_and_bad_shapes():
     one_class = np.array([[[0.2, 1.0], [0.9, 1.0]]])
     assert auroc_statistic(one_class)[0] == 0.5
     assert kappa_statistic(np.array([[[0.9, 1.0], [0.8, 1.0]]]))[0] == 0.0
+    # a constant prediction agrees with the label exactly as often as chance: kappa is 0, not float round-off
+    # (1 - 1/3 and 2/3 differ in the last bit, which printed "0.000 [-2.42e-16, 2.66e-16]" in notebook 03)
+    constant = np.array([[[0.1, 1.0], [0.1, 0.0], [0.1, 0.0]]])
+    assert kappa_statistic(constant)[0] == 0.0
+    assert kappa_statistic(np.array([[[0.9, 1.0], [0.1, 0.0], [0.1, 1.0]]]))[0] == pytest.approx(0.4)
     with pytest.raises(ValueError, match="samples"):
         auroc_statistic(np.zeros((3, 4)))
 

@@ -42,7 +42,8 @@ def auroc_statistic(samples: np.ndarray) -> np.ndarray:
 
 def kappa_statistic(samples: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """Cohen's kappa of ``probability > threshold`` against the label for every draw, ``(B, N, k + 1)`` ->
-    ``(B,)`` (mean over the k probability columns); 0 when the chance agreement is 1."""
+    ``(B,)`` (mean over the k probability columns); 0 when the chance agreement is 1, and exactly 0 when the
+    predictions are constant (observed = expected agreement; float round-off would print e.g. -3.3e-16)."""
     scores, positive = _columns(samples)
     predicted = scores > threshold
     observed = (predicted == positive).mean(1)
@@ -50,7 +51,8 @@ def kappa_statistic(samples: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     expected = p_pred * p_true + (1 - p_pred) * (1 - p_true)
     with np.errstate(invalid="ignore", divide="ignore"):
         kappa = (observed - expected) / (1 - expected)
-    return np.where(expected < 1, kappa, 0.0).mean(-1)
+    constant = (p_pred == 0) | (p_pred == 1)
+    return np.where((expected < 1) & ~constant, kappa, 0.0).mean(-1)
 
 
 def study_units(probs: np.ndarray, labels: np.ndarray, study_ids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
