@@ -142,3 +142,22 @@ def test_notebook_04_on_an_isic2018_task1_fixture(tmp_path, monkeypatch):
     cue = [p for p in parsed if "cue mask" in p["sentence"]]
     assert len(cue) == 1 and cue[0]["kind"] == "SKIPPED" and "not its malignancy cues" in cue[0]["reason"]
     assert warnings_in_outputs(out) == []
+
+
+# ---- notebook 05 on IU X-ray (images + reports) -------------------------------------------------------
+def test_notebook_05_on_an_iu_xray_fixture(tmp_path, monkeypatch):
+    from test_iu_xray_images import iu_xray_tree           # NLMCXR_png/ PNGs beside ecgen-radiology/ XMLs
+    root = iu_xray_tree(tmp_path / "iu_xray", n_reports=24)
+    monkeypatch.setenv("MEDXAI_STATIC_WIDGETS", "1")
+    out = run_notebook("05_mdnet_reports", tmp_path, data_root=str(root), image_size=32, n_train=16, n_test=8,
+                       epochs=1, batch_size=8, n_seeds=1, meteor=False, workers=1)
+    parsed = assert_checked_cells_speak(out, {"CLAIM", "IDENTITY"})
+    sentences = [p["sentence"] for p in parsed]
+    assert any("per-block contributions" in s for s in sentences)                # the identity, on real X-rays
+    assert any("template of the true class" in s for s in sentences)             # the report baseline claim
+    assert any("above the majority class" in s for s in sentences)               # the diagnosis claim
+    text = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    assert "16 training / 8 test images, 1 report(s) each" in text and "'normal'" in text and "'abnormal'" in text
+    assert "not measured here" in text                                           # attention and retrieval: phantom only
+    assert warnings_in_outputs(out) == []

@@ -16,6 +16,7 @@ from medxai_lib.data.real.common import group_split
 from medxai_lib.data.real.medmnist import MedMNIST
 from medxai_lib.data.real.mura import MuraDataset
 from medxai_lib.data.real.reports import IUXRayReports  # noqa: F401  (real radiology reports, notebook 05)
+from medxai_lib.data.real.iuxray import IU_CLASSES, IUXRay, iu_xray_split
 from medxai_lib.data.real.retina import DRIVE, STARE, KaggleDR
 from medxai_lib.data.real.skin import HAM10000, ISIC2018Task1, ISIC2018Task3
 
@@ -124,6 +125,7 @@ def radiograph_splits(data_root: str | Path | None = None, size: int = 96, chann
 
 
 __all__ = ["ABNORMALITIES", "ATTRIBUTES", "BODY_PARTS", "CONCEPTS", "DATA_ENV", "DRIVE", "DR_GRADES", "FundusPhantom",
+           "IU_CLASSES", "IUXRay", "iu_xray_split",
            "HAM10000", "HAM_CLASSES", "HISTOLOGY_CLASSES", "HistologyPhantom", "ISIC2018Task1", "ISIC2018Task3", "KaggleDR",
            "LESION_TYPES", "MedMNIST", "MuraDataset", "RadiographPhantom", "STARE", "SkinLesionPhantom",
            "Vocabulary", "dr_grade", "example_indices", "first_studies", "group_split", "histology_class",

@@ -27,6 +27,7 @@ class IUReport:
     impression: str
     mesh_major: tuple[str, ...]
     mesh_automatic: tuple[str, ...]
+    images: tuple[str, ...] = ()      # the ``parentImage`` ids, e.g. ``CXR1_1_IM-0001-3001`` (PNG file stems)
 
     @property
     def text(self) -> str:
@@ -65,8 +66,9 @@ def parse_report_xml(xml: bytes | str) -> IUReport:
     mesh = root.find("MeSH")
     major = tuple((m.text or "").strip() for m in mesh.findall("major")) if mesh is not None else ()
     automatic = tuple((m.text or "").strip() for m in mesh.findall("automatic")) if mesh is not None else ()
+    images = tuple(node.get("id", "").strip() for node in root.findall("parentImage") if node.get("id", "").strip())
     return IUReport(uid.get("id", "") if uid is not None else "", sections["COMPARISON"], sections["INDICATION"],
-                    sections["FINDINGS"], sections["IMPRESSION"], major, automatic)
+                    sections["FINDINGS"], sections["IMPRESSION"], major, automatic, images)
 
 
 class IUXRayReports:
