@@ -10,6 +10,7 @@ import torch
 
 from medxai_lib.data.transforms import denormalize_image
 from medxai_lib.explain.cam import normalize, upsample
+from medxai_lib.evaluate.stats import fmt
 from medxai_lib.viz.colours import CONFOUNDER_COLOUR, EVIDENCE_COLOUR, draw_contour
 
 
@@ -33,14 +34,18 @@ def _clip_percentiles(maps: torch.Tensor, low: float = 0.01, high: float = 0.99)
 def plot_map_grid(images: torch.Tensor, columns: Mapping[str, torch.Tensor], masks: torch.Tensor | None = None,
                   row_titles: Sequence[str] | None = None, title: str | None = None, cmap: str = "magma",
                   alpha: float = 0.55, normalized_images: bool = True, cell_inches: float = 2.0,
-                  clip: bool = True) -> plt.Figure:
+                  clip: bool = True, scale: str = "minmax") -> plt.Figure:
     """Rows = images, columns = the image then one blended heatmap per entry of ``columns``.
 
-    ``images (B, C, H, W)``; each column ``(B, 1, h, w)`` upsampled and min-max normalised per map (with
-    ``clip``, first clipped to its 1-99% quantiles so single extreme pixels do not wash it out); ``masks (B, 1,
-    H, W)`` drawn as evidence contours (:data:`EVIDENCE_COLOUR`), named in a legend. Panels are ``cell_inches``
-    wide (2.5 in = 180 px at the suite's 72 dpi).
+    ``images (B, C, H, W)``; each column ``(B, 1, h, w)`` upsampled and scaled per map: ``scale="minmax"``
+    min-max normalised (with ``clip``, first clipped to its 1-99% quantiles so single extreme pixels do not wash
+    it out), or ``scale="max"`` for maps >= 0: divided by the panel's maximum, so 0 stays 0 and a map that is
+    nearly zero everywhere is not stretched to full brightness; each panel's raw maximum is printed in its
+    corner. ``masks (B, 1, H, W)`` drawn as evidence contours (:data:`EVIDENCE_COLOUR`), named in a legend.
+    Panels are ``cell_inches`` wide (2.5 in = 180 px at the suite's 72 dpi).
     """
+    if scale not in ("minmax", "max"):
+        raise ValueError(f"scale: expected 'minmax' or 'max', got {scale!r}")
     batch = images.shape[0]
     if row_titles is not None and len(row_titles) != batch:
         raise ValueError(f"row_titles: expected one title per image ({batch}), got {len(row_titles)}")
@@ -49,8 +54,15 @@ def plot_map_grid(images: torch.Tensor, columns: Mapping[str, torch.Tensor], mas
                              squeeze=False, layout="constrained")
     size = tuple(images.shape[-2:])
     prepare = _clip_percentiles if clip else (lambda maps: maps)
-    shown = {name: normalize(prepare(upsample(maps.detach().cpu().float()[:, :1], size)))
-             for name, maps in columns.items()}
+    raw = {name: upsample(maps.detach().cpu().float()[:, :1], size) for name, maps in columns.items()}
+    if scale == "max":
+        negative = [name for name, maps in raw.items() if (maps < 0).any()]
+        if negative:
+            raise ValueError(f"columns: scale='max' needs maps >= 0; {negative} have negative values")
+        peaks = {name: maps.flatten(1).amax(1) for name, maps in raw.items()}
+        shown = {name: maps / peaks[name].clamp_min(1e-30)[:, None, None, None] for name, maps in raw.items()}
+    else:
+        shown = {name: normalize(prepare(maps)) for name, maps in raw.items()}
     fontsize = 9 if ncols <= 7 else 7
     heat = None
     for row in range(batch):
@@ -60,6 +72,10 @@ def plot_map_grid(images: torch.Tensor, columns: Mapping[str, torch.Tensor], mas
         for col, (name, maps) in enumerate(shown.items(), start=1):
             axes[row, col].imshow(base, cmap="gray", vmin=0, vmax=1)
             heat = axes[row, col].imshow(maps[row, 0].numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+            if scale == "max":
+                axes[row, col].text(0.03, 0.03, f"max {fmt(float(peaks[name][row]))}", transform=axes[row, col].transAxes,
+                                    fontsize=7, color="white", va="bottom",
+                                    bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
             if row == 0:
                 axes[row, col].set_title(name, fontsize=fontsize)
         if masks is not None:
@@ -69,7 +85,8 @@ def plot_map_grid(images: torch.Tensor, columns: Mapping[str, torch.Tensor], mas
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     if heat is not None:
-        fig.colorbar(heat, ax=axes, shrink=0.6, label="map, min-max scaled per panel")
+        fig.colorbar(heat, ax=axes, shrink=0.6, label="map / its maximum (printed in each panel)" if scale == "max"
+                     else "map, min-max scaled per panel")
     if masks is not None:
         fig.legend([Line2D([], [], color=EVIDENCE_COLOUR, lw=2)], ["evidence"], loc="outside lower center",
                    fontsize=9, frameon=False)
