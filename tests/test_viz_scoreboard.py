@@ -23,6 +23,9 @@ def test_method_maps_share_one_symmetric_diverging_scale_per_signed_row():
     masks = torch.zeros(3, 1, 16, 16)
     masks[:, :, 4:8, 4:8] = 1
     fig = plot_method_maps(images, maps, masks, signed=["signed map"], column_titles=["a", "b", "c"])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["evidence mask"]
+    cues = plot_method_maps(images, maps, masks, signed=["signed map"], mask_label="malignancy cues")
+    assert [t.get_text() for t in cues.legends[0].get_texts()] == ["malignancy cues"]
     heat = [ax.get_images()[1] for ax in fig.axes[:6]]          # image axes: 2 rows x 3 columns
     row0 = {im.get_clim() for im in heat[:3]}
     assert len(row0) == 1                                       # one scale along the row
@@ -74,6 +77,8 @@ def test_curves_and_randomisation_figures():
     table = pd.DataFrame({"method": ["m"] * 3, "randomised": ["trained", "top", "stem"], "step": [0, 1, 2],
                           "spearman": [1.0, 0.5, np.nan], "ssim": [1.0, 0.4, np.nan], "collapsed": [0.0, 0.0, 1.0]})
     fig = plot_randomisation(table)
+    assert fig.axes[0].get_xlabel() == "randomised from the top block down to"
+    assert plot_randomisation(table, xlabel="one block re-initialised").axes[0].get_xlabel() == "one block re-initialised"
     assert fig.axes[0].get_xticklabels()[0].get_text().startswith("trained")
     assert fig.legends and all(ax.get_legend() is None for ax in fig.axes)   # the legend sits outside the panels
 

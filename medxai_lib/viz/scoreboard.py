@@ -17,7 +17,7 @@ from medxai_lib.viz.overlays import to_display
 
 def plot_method_maps(images: torch.Tensor, maps: Mapping[str, torch.Tensor], masks: torch.Tensor | None = None,
                      signed: Sequence[str] = (), column_titles: Sequence[str] | None = None, title: str | None = None,
-                     cell_inches: float = 2.5, alpha: float = 0.65) -> plt.Figure:
+                     cell_inches: float = 2.5, alpha: float = 0.65, mask_label: str = "evidence mask") -> plt.Figure:
     """Rows = methods, columns = images. Each row has ONE colour scale for all its images (so magnitudes
     compare across images) and its own colour bar: signed methods (names in ``signed``) in ``RdBu_r``
     centred on 0 with a symmetric range (the 99th percentile of |map| over the row), the others in
@@ -57,7 +57,7 @@ def plot_method_maps(images: torch.Tensor, maps: Mapping[str, torch.Tensor], mas
         bar = fig.colorbar(heat, ax=axes[row, :].tolist(), fraction=0.025, pad=0.01)
         bar.ax.tick_params(labelsize=7)
     handle = Line2D([], [], color=EVIDENCE_COLOUR, lw=2)
-    fig.legend([handle], ["evidence mask"], loc="upper right", bbox_to_anchor=(1 - 0.2 / width, 1 - 0.38 / height),
+    fig.legend([handle], [mask_label], loc="upper right", bbox_to_anchor=(1 - 0.2 / width, 1 - 0.38 / height),
                fontsize=9, frameon=False)
     if title:
         fig.suptitle(title, fontsize=11, y=1 - 0.12 / height)
@@ -145,10 +145,12 @@ def plot_deletion_insertion(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
     return fig
 
 
-def plot_randomisation(table: "pandas.DataFrame", title: str | None = None) -> plt.Figure:
+def plot_randomisation(table: "pandas.DataFrame", title: str | None = None,
+                       xlabel: str = "randomised from the top block down to") -> plt.Figure:
     """The sanity check: Spearman, SSIM and the share of collapsed (constant) maps against how far the
     network is randomised; the trained model is the first point (similarity 1). ``table`` is
-    :meth:`medxai_lib.evaluate.metrics.sanity.RandomisationResult.table`. The legend sits below the panels."""
+    :meth:`medxai_lib.evaluate.metrics.sanity.RandomisationResult.table`; ``xlabel`` names the steps (cascading
+    by default; e.g. "block re-initialised alone" for the independent test). The legend sits below the panels."""
     steps = list(dict.fromkeys(table["randomised"]))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     colours, markers = plt.get_cmap("tab10"), "osD^v<>ph*"
@@ -167,7 +169,7 @@ def plot_randomisation(table: "pandas.DataFrame", title: str | None = None) -> p
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("similarity to the trained model's map\n(collapsed maps left out)")
     axes[2].set_ylim(-0.05, 1.05)
-    axes[0].set_xlabel("randomised from the top block down to", fontsize=8)
+    axes[0].set_xlabel(xlabel, fontsize=8)
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=9, frameon=False)
     if title:
