@@ -194,6 +194,9 @@ def test_descriptor_gallery_outlines_the_box_and_shares_one_scale_per_row():
     assert len(image_axes) == 6 and all(ax.patches for ax in image_axes[:2])
     gram_limits = {ax.images[0].get_clim() for ax in image_axes[4:6]}
     assert gram_limits == {(0.0, 3.0)}
+    channels = a.grams["conv1b"].shape[0]
+    assert image_axes[4].get_xlabel() == "conv1b channel" and [t.get_text() for t in image_axes[4].get_xticklabels()] == ["0", str(channels - 1)]
+    assert "channel x channel" in image_axes[4].get_ylabel()
     with pytest.raises(ValueError, match="source_index"):
         plot_descriptor_gallery(DescriptorBank([a, b]), [torch.rand(3, 32, 32)], [0])
     plt.close("all")
@@ -216,3 +219,13 @@ def test_real_detail_features_computed_once_give_the_same_loss(monkeypatch):
         detail_loss(features, fake, real, keep, wrong)
     monkeypatch.setattr(pathogan, "REAL_FEATURE_CACHE_BYTES", 1000)      # too big to keep: computed per batch
     assert pathogan.real_detail_features(features, healthy, torch.device("cpu")) is None
+
+
+def test_fundus_rows_give_maps_a_colour_bar_and_binary_masks_none():
+    import matplotlib.pyplot as plt
+    from medxai_lib.viz.fundus import plot_fundus_rows
+    mask = (torch.rand(2, 16, 16) > 0.7).float()
+    fig = plot_fundus_rows({"fundus": torch.rand(2, 3, 16, 16), "lesion mask": mask, "map": torch.rand(2, 16, 16)})
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 1 and bars[0].get_ylabel() == "map / its maximum"     # the map's row only
+    plt.close("all")

@@ -27,8 +27,9 @@ def plot_fundus_rows(rows: dict[str, torch.Tensor], banks: dict[str, Sequence[De
                      normalized: bool = False, cell_inches: float = 1.9, cmap: str = "magma",
                      map_label: str = "map / its maximum", titles: Sequence[str] | None = None) -> plt.Figure:
     """One row per entry: ``(B, 3, S, S)`` images (or ``(B, S, S)`` maps in [0, 1], drawn with ``cmap`` on a
-    shared 0-1 scale with a colour bar), with the boxes of ``banks[row][i]`` outlined in their kind's colour
-    (a legend names the colours). ``titles``: one title per column, over the first row."""
+    shared 0-1 scale with a colour bar; a row of binary masks, values only 0 and 1, gets no colour bar), with
+    the boxes of ``banks[row][i]`` outlined in their kind's colour (a legend names the colours). ``titles``: one
+    title per column, over the first row."""
     names = list(rows)
     ncols = max(len(v) for v in rows.values())
     fig, axes = plt.subplots(len(names), ncols, figsize=(cell_inches * ncols + 0.8, cell_inches * len(names) + 0.5),
@@ -55,7 +56,8 @@ def plot_fundus_rows(rows: dict[str, torch.Tensor], banks: dict[str, Sequence[De
                 raise ValueError(f"titles: expected {ncols} column titles, got {len(titles)}")
             for ax, title in zip(axes[0], titles):
                 ax.set_title(title, fontsize=8)
-        if image is not None:
+        binary = all(item.ndim == 2 and bool(((item == 0) | (item == 1)).all()) for item in rows[name])
+        if image is not None and not binary:
             fig.colorbar(image, ax=list(axes[r]), fraction=0.02, pad=0.01).set_label(map_label, fontsize=7)
     if kinds_drawn:
         handles = [Rectangle((0, 0), 1, 1, fill=False, ec=KIND_COLOURS.get(k, "cyan"), lw=2, label=f"box: {k}")
@@ -93,11 +95,16 @@ def plot_descriptor_gallery(bank: DescriptorBank, images: Sequence[torch.Tensor]
         axes[0, k].set_title(f"{d.kind.replace('_', ' ')}\n{d.area} px", fontsize=8)
         activation = axes[1, k].imshow(d.activation * d.mask, cmap="magma", vmin=0, vmax=act_max)
         gram_image = axes[2, k].imshow(d.grams[layer], cmap="viridis", vmin=g_lo, vmax=g_hi)
-        for ax in axes[:, k]:
+        for ax in axes[:2, k]:
             ax.set_xticks([]), ax.set_yticks([])
+        channels = d.grams[layer].shape[0]                      # the Gram matrix is channels x channels
+        ticks = [0, channels - 1]
+        axes[2, k].set_xticks(ticks, [str(t) for t in ticks], fontsize=6)
+        axes[2, k].set_yticks(ticks, [str(t) for t in ticks], fontsize=6)
+        axes[2, k].set_xlabel(f"{layer} channel", fontsize=7)
     fig.colorbar(activation, ax=list(axes[1]), fraction=0.03, pad=0.01).set_label("activation x mask\n(shared scale)", fontsize=7)
     fig.colorbar(gram_image, ax=list(axes[2]), fraction=0.03, pad=0.01).set_label(f"Gram entry, {layer}\n(shared scale)", fontsize=7)
-    for r, label in enumerate(("source crop, box", "activation patch", f"Gram matrix {layer}")):
+    for r, label in enumerate(("source crop, box", "activation patch", f"Gram matrix {layer}\n(channel x channel)")):
         axes[r, 0].set_ylabel(label, fontsize=8)
     fig.suptitle("descriptors: the kind is the lesion type visible on most of the region (box outlined)", fontsize=9)
     return fig
