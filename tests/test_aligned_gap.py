@@ -29,3 +29,17 @@ def test_hand_computed_cases():
 def test_shapes_are_checked_by_name():
     with pytest.raises(ValueError, match="a, b"):
         aligned_gap(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_the_median_reduction_is_not_dominated_by_one_zero_map():
+    a = torch.rand(5, 4, 4) + 0.1
+    b = a.clone()
+    b[1] = b[1] + 0.5 * torch.rand(4, 4)             # one map a little different
+    a[0] = 0.0                                        # one map of a is zero where b's is not: gap 1 there
+    assert aligned_gap(a, b) == 1.0                   # the largest over maps (an identity must hold on every map)
+    median = aligned_gap(a, b, reduce="median")
+    assert 0.0 <= median < 1e-6                       # three of five maps agree exactly
+    gaps = sorted([1.0, aligned_gap(a[1:2], b[1:2]), 0.0, 0.0, 0.0])
+    assert median == gaps[2]
+    with pytest.raises(ValueError, match="reduce"):
+        aligned_gap(a, b, reduce="mean")

@@ -68,20 +68,24 @@ def _ranks(flat: np.ndarray) -> np.ndarray:
     return rankdata(flat, axis=1)
 
 
-def aligned_gap(a: torch.Tensor, b: torch.Tensor) -> float:
-    """How much two sets of maps ``(B, ...)`` disagree, whatever their scale: the largest over maps of
-    ``||a - s b|| / ||a||`` with ``s = max(<a, b> / <b, b>, 0)`` the least-squares non-negative scale. 0 when
-    every map of ``b`` is a positive multiple of ``a``'s; 1 when they are orthogonal, opposite or ``b`` is 0
-    (``a`` = 0 = ``b`` counts as 0, ``a`` = 0 alone as 1). Unlike ``max |a - b| / max |a|`` it does not grow
-    with a difference in scale (a method that returns 100 x the map agrees perfectly)."""
+def aligned_gap(a: torch.Tensor, b: torch.Tensor, reduce: str = "max") -> float:
+    """How much two sets of maps ``(B, ...)`` disagree, whatever their scale: per map
+    ``||a - s b|| / ||a||`` with ``s = max(<a, b> / <b, b>, 0)`` the least-squares non-negative scale, then the
+    largest over maps (``reduce="max"``: an identity must hold on every map) or the median map's
+    (``reduce="median"``: the typical disagreement, which one map that is zero cannot dominate). 0 when every map
+    of ``b`` is a positive multiple of ``a``'s; 1 when they are orthogonal, opposite or ``b`` is 0 (``a`` = 0 = ``b``
+    counts as 0, ``a`` = 0 alone as 1). Unlike ``max |a - b| / max |a|`` it does not grow with a difference in
+    scale (a method that returns 100 x the map agrees perfectly)."""
     if a.shape != b.shape or a.ndim < 2:
         raise ValueError(f"a, b: expected maps of one shape (B, ...), got {tuple(a.shape)} and {tuple(b.shape)}")
+    if reduce not in ("max", "median"):
+        raise ValueError(f"reduce: expected 'max' or 'median', got {reduce!r}")
     x, y = a.detach().flatten(1).double(), b.detach().flatten(1).double()
     xx, yy, xy = (x * x).sum(1), (y * y).sum(1), (x * y).sum(1)
     scale = torch.where(yy > 0, xy / yy.clamp(min=1e-300), torch.zeros_like(xy)).clamp(min=0)
     residual = (x - scale[:, None] * y).norm(dim=1)
     gap = torch.where(xx > 0, residual / xx.sqrt().clamp(min=1e-300), (yy > 0).double())
-    return float(gap.max())
+    return float(gap.max() if reduce == "max" else gap.median())
 
 
 def similarity_or_nan(a: torch.Tensor, b: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
