@@ -10,6 +10,7 @@ import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.lines import Line2D
 
+from medxai_lib.evaluate.metrics.baselines import BASELINES, DARK_IMAGE
 from medxai_lib.evaluate.stats import format_ci
 from medxai_lib.viz.colours import EVIDENCE_COLOUR, draw_contour
 from medxai_lib.viz.overlays import to_display
@@ -106,7 +107,7 @@ def plot_rank_table(board: "pandas.DataFrame", rank_frame: "pandas.DataFrame", d
 def plot_deletion_insertion(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], aucs: Mapping[str, tuple[float, float]],
                             title: str | None = None, deletion_to: str = "set to 0 = mean grey",
                             insertion_from: str = "the blurred image", levels: Mapping[str, float] | None = None,
-                            baselines: Sequence[str] = ("random", "centre prior", "Sobel edges", "the image"),
+                            baselines: Sequence[str] = (*BASELINES, DARK_IMAGE),
                             axes: Sequence[plt.Axes] | None = None) -> plt.Figure:
     """Mean deletion (left) and insertion (right) curves, probability vs fraction of pixels removed /
     inserted, one line per method with its mean AUC in the legend; shaded: +-1 standard error; dashed:

@@ -14,7 +14,6 @@ inside ``NLMCXR_png/``; a report whose image file is missing is an error naming 
 """
 from __future__ import annotations
 
-import tarfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,7 +23,7 @@ from torch.utils.data import Dataset
 
 from medxai_lib.data.phantoms.histology import Vocabulary
 from medxai_lib.data.real.common import MAX_PIXELS, group_split, read_grey, resolve_inside, to_tensor
-from medxai_lib.data.real.reports import IUReport, default_archive, parse_report_xml
+from medxai_lib.data.real.reports import IUReport, IUXRayReports, default_archive, parse_report_xml
 from medxai_lib.data.transforms import normalize_image
 
 IU_IMAGES = "NLMCXR_png"
@@ -36,20 +35,16 @@ __all__ = ["IU_CLASSES", "IU_IMAGES", "IU_REPORTS", "IUXRay", "iu_xray_split"]
 
 def _read_reports(root: Path, reports: str | Path | None) -> list[IUReport]:
     folder = root / IU_REPORTS
-    if folder.is_dir():
-        found = [parse_report_xml(p.read_bytes()) for p in sorted(folder.glob("*.xml"))]
-        source = folder
-    else:
+    if not folder.is_dir():                       # the reports as shipped in a .tgz (torchxrayvision's wheel)
         archive = Path(reports).expanduser() if reports is not None else default_archive()
         if not archive.is_file():
             raise FileNotFoundError(f"root: no folder {folder} and no report archive {archive} (expected "
                                     f"{IU_REPORTS}/<n>.xml beside {IU_IMAGES}/ under {root})")
-        with tarfile.open(archive, "r:gz") as tar:
-            found = [parse_report_xml(tar.extractfile(m).read()) for m in tar if m.isfile() and m.name.endswith(".xml")]
-        source = archive
+        return IUXRayReports(archive, require_text=False).reports
+    found = [parse_report_xml(p.read_bytes()) for p in sorted(folder.glob("*.xml"))]
     if not found:
-        raise ValueError(f"root: no report XML in {source}")
-    return sorted(found, key=lambda r: (len(r.uid), r.uid))
+        raise ValueError(f"root: no report XML in {folder}")
+    return sorted(found, key=lambda r: (len(r.uid), r.uid))      # IUXRayReports' order
 
 
 class IUXRay(Dataset):
