@@ -1,6 +1,10 @@
 """Training step time in contiguous vs channels-last memory order, for the models whose training dominates the
 cold notebooks (03's shortcut DenseNets, 05's MDNet image models, 06's Patho-GAN generator + discriminator), with
-the notebooks' batch sizes, image sizes and thread counts (model and 4-D inputs in the same order). Median of 7 steps after 3 warm-up steps; each format twice, alternating, the faster kept; one run."""
+the notebooks' batch sizes, image sizes and thread counts (model and 4-D inputs in the same order). Median of 7 steps after 3 warm-up steps; each format twice, alternating, the faster kept; one run.
+
+Second table, thread scaling: the same kind of step at 1 and at 2 torch threads in the layout each recipe trains
+in, t(1 thread) / t(2 threads) (2.0 perfect, 1.0 none). Where a second thread buys little, two one-thread worker
+processes (``train.workers.warm_cache``) would train two models in about the time of one."""
 import statistics
 import time
 
@@ -30,9 +34,9 @@ def step_seconds(make, inputs, loss, memory_format: str, threads: int) -> float:
 
 
 class _GAN(torch.nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, width: int = 24) -> None:
         super().__init__()
-        self.g, self.d = UNetGenerator((16, 32), 24), VesselDiscriminator(24)
+        self.g, self.d = UNetGenerator((16, 32), width), VesselDiscriminator(width)
 
     def forward(self, v, fov, z, m1, m2):
         fake = self.g(v, fov, z, [m1, m2])
@@ -61,3 +65,32 @@ for name, (make, inputs, loss, threads) in CASES.items():
             runs[fmt].append(step_seconds(make, inputs, loss, fmt, threads))
     plain, fast = min(runs["contiguous"]), min(runs["channels_last"])
     print(f"{name:68s} {plain:13.4f} {fast:16.4f} {plain / fast:8.2f}x")
+
+
+from medxai_lib.models.cnn import AttentionGatedCNN, SkinCNN  # noqa: E402
+from medxai_lib.models.detector import DRDetector  # noqa: E402
+from medxai_lib.models.lesion_classifier import LesionTypeNet  # noqa: E402
+
+mean = lambda m, x: m(x).float().mean()  # noqa: E731
+THREAD_CASES = {   # name: (model factory, inputs, loss, memory layout the recipe trains in)
+    "01/02 SkinCNN width 16, 96 px, batch 32": (lambda: SkinCNN(2, 3, 16), (torch.rand(32, 3, 96, 96),), mean, "contiguous"),
+    "01 attention-gated CNN width 16, 96 px, batch 32": (lambda: AttentionGatedCNN(2, 3, 16), (torch.rand(32, 3, 96, 96),), mean,
+                                                         "contiguous"),
+    "03 densenet_small, 96 px, batch 32": (lambda: build_model("densenet_small", num_classes=1, in_channels=1),
+                                           (torch.rand(32, 1, 96, 96),), mean, "contiguous"),
+    "06 o_O detector width 16, 96 px, batch 32": (lambda: DRDetector(width=16), (torch.rand(32, 3, 96, 96),), mean, "contiguous"),
+    "06 independent bn_cnn width 16, 96 px, batch 32": (lambda: SkinCNN(1, 3, 16), (torch.rand(32, 3, 96, 96),), mean,
+                                                        "channels_last"),
+    "06 lesion-type classifier, 16-px crops, batch 64": (lambda: LesionTypeNet(16, 24), (torch.rand(64, 3, 16, 16),), mean,
+                                                         "contiguous"),
+    "06 Patho-GAN generator + discriminator width 16, 96 px, batch 6": (lambda: _GAN(16), CASES[list(CASES)[-1]][1],
+                                                                        CASES[list(CASES)[-1]][2], "channels_last"),
+}
+print(f"\n{'thread scaling':68s} {'1 thread s':>13s} {'2 threads s':>16s} {'t1 / t2':>9s}")
+for name, (make, inputs, loss, fmt) in THREAD_CASES.items():
+    runs = {1: [], 2: []}
+    for _ in range(2):                         # alternate, keep each count's faster run
+        for threads in runs:
+            runs[threads].append(step_seconds(make, inputs, loss, fmt, threads))
+    one, two = min(runs[1]), min(runs[2])
+    print(f"{name:68s} {one:13.4f} {two:16.4f} {one / two:8.2f}x")

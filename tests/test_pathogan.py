@@ -15,7 +15,7 @@ from medxai_lib.models.detector import DRDetector, SameConv4, grades_from_scores
 from medxai_lib.models.pathogan import RandomFeatureNet, UNetGenerator, VesselDiscriminator
 from medxai_lib.train import TrainConfig
 from medxai_lib.train.pathogan import (PathoGANConfig, adversarial_loss, box_mask, descriptor_maps, detail_loss,
-                                       feature_scale, fit_pathogan, pathological_loss, random_placements, synthesize,
+                                       feature_scale, fit_pathogan, matched_placements, pathological_loss, random_placements, synthesize,
                                        total_variation)
 
 
@@ -313,6 +313,30 @@ def test_placements_stay_inside_the_field_of_view():
     assert box_mask([placed], 64, margin=0).sum() > 0
     with pytest.raises(ValueError, match="empty"):
         random_placements(DescriptorBank(), fov, 1, np.random.default_rng(0))
+
+
+def test_matched_placements_put_a_pool_descriptor_at_each_target_centre():
+    fov = torch.zeros(64, 64, dtype=torch.bool)
+    fov[8:56, 8:56] = True
+    targets = DescriptorBank([_descriptor((20, 20, 26, 24), size=64), _descriptor((40, 30, 44, 34), size=64),
+                              _descriptor((9, 9, 13, 13), size=64)])
+    pool = DescriptorBank([_descriptor((0, 0, 8, 4), size=64), _descriptor((50, 50, 52, 54), size=64)])
+    placed = matched_placements(targets, pool, fov, np.random.default_rng(0))
+    assert len(placed) == len(targets)
+    for t, d in zip(targets, placed):
+        x0, y0, x1, y1 = d.box
+        assert fov[y0:y1, x0:x1].all()
+        assert (x1 - x0, y1 - y0) in {(8, 4), (2, 4)}                     # a pool descriptor, moved not resized
+        if t.box[0] > 12:                                                 # away from the FOV edge: same centre
+            assert abs((x0 + x1) - (t.box[0] + t.box[2])) <= 1 and abs((y0 + y1) - (t.box[1] + t.box[3])) <= 1
+    x0, y0, x1, y1 = placed[2].box                                        # at the edge: shifted inwards
+    assert x0 >= 8 and y0 >= 8
+    with pytest.raises(ValueError, match="pool: empty"):
+        matched_placements(targets, DescriptorBank(), fov, np.random.default_rng(0))
+    tiny = torch.zeros(64, 64, dtype=torch.bool)
+    tiny[30:33, 30:33] = True
+    with pytest.raises(ValueError, match="no descriptor of the pool fits"):
+        matched_placements(targets, pool, tiny, np.random.default_rng(0))
 
 
 def test_fit_pathogan_runs_caches_and_rejects_bad_input(detector):

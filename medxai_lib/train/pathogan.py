@@ -137,6 +137,32 @@ def random_placements(bank: DescriptorBank, fov: torch.Tensor, count: int, rng: 
     return DescriptorBank(placed)
 
 
+def matched_placements(targets: DescriptorBank, pool: DescriptorBank, fov: torch.Tensor, rng: np.random.Generator
+                       ) -> DescriptorBank:
+    """For every descriptor of ``targets``, one drawn from ``pool`` and moved so that its box has the same
+    centre (shifted by the fewest pixels that keep it inside the image and ``fov`` ``(S, S)``; redrawn up to 50
+    times when it does not fit there): the matched negative control of an inoculation, e.g. descriptors of
+    kind ``"none"`` (the detector fired where no lesion was) at the very boxes the lesions were put in.
+    Every target gets one; an error names the target that no pool descriptor fits."""
+    if len(pool) == 0:
+        raise ValueError("pool: empty; expected descriptors to place at the target boxes")
+    size = fov.shape[-1]
+    out = []
+    for target in targets:
+        cx, cy = (target.box[0] + target.box[2]) / 2, (target.box[1] + target.box[3]) / 2
+        for _attempt in range(50):
+            d = pool[int(rng.integers(len(pool)))]
+            w, h = d.box[2] - d.box[0], d.box[3] - d.box[1]
+            x0 = int(np.clip(round(cx - w / 2), 0, size - w))
+            y0 = int(np.clip(round(cy - h / 2), 0, size - h))
+            if bool(fov[y0:y0 + h, x0:x0 + w].all()):
+                out.append(d.moved_to(x0, y0))
+                break
+        else:
+            raise ValueError(f"targets: no descriptor of the pool fits inside the field of view at box {target.box}")
+    return DescriptorBank(out)
+
+
 @dataclass(frozen=True)
 class PathoGANConfig:
     """Hyper-parameters of :func:`fit_pathogan` (all part of the cache key)."""
