@@ -61,6 +61,35 @@ def test_sentence_attention_ratios_by_hand():
         sentence_attention_ratios([words, words], [attention], masks)
 
 
+def test_specificity_per_model_scores_each_model_s_own_report():
+    from medxai_lib.data.phantoms.histology import Vocabulary
+    from medxai_lib.evaluate.studies.mdnet import specificity_per_model
+    text = "there is severe pleomorphism of the nuclei . cells are severely crowded ."
+    vocab = Vocabulary([text])
+    masks = torch.zeros(2, 5, 4, 4)
+    masks[:, 0, :, :2] = 1
+    masks[:, 1, :, 2:] = 1
+    left = torch.zeros(4, 4)
+    left[:, :2] = 1 / 8
+
+    class Stub:                                               # writes `text` for every image, with fixed attention
+        def __init__(self, attention):
+            self.attention = attention
+
+        def generate(self, images, bos, eos, max_len=48):
+            ids = vocab.encode(text)[1:-1]
+            return [ids] * len(images), [self.attention] * len(images)
+
+    specific = torch.stack([left] * 8 + [torch.full((4, 4), 1 / 16)] * 5)
+    out = specificity_per_model([Stub(specific), Stub(torch.full((13, 4, 4), 1 / 16))], torch.zeros(2, 3, 8, 8), vocab, masks)
+    assert out.shape == (2, 2)
+    assert out[0] == pytest.approx([1.0, 1.0], abs=1e-4) and out[1] == pytest.approx([0.0, 0.0], abs=1e-6)
+    with pytest.raises(ValueError, match="at least one model"):
+        specificity_per_model([], torch.zeros(2, 3, 8, 8), vocab, masks)
+    with pytest.raises(ValueError, match="one mask stack per image"):
+        specificity_per_model([Stub(specific)], torch.zeros(3, 3, 8, 8), vocab, masks)
+
+
 def test_bleu_statistics_reproduce_corpus_bleu_and_bootstrap_shapes():
     cands = [c.split() for c in ["a b c d e", "x y z", "a b c d"]]
     refs = [[r.split()] for r in ["a b c d f", "x y z w", "a b c d"]]
@@ -114,10 +143,13 @@ def test_mdnet_figures_pick_steps_and_share_scales():
     matplotlib.use("Agg")
     from medxai_lib.viz.mdnet import attention_steps, plot_block_maps, plot_ratio_matrices
     words = "there is severe cell crowding . polarity is preserved . conclusion normal .".split()
-    assert attention_steps(words) == [(2, "severe", 1), (7, "is", 2)]      # middle word of each attribute sentence
+    assert attention_steps(words) == [(4, "crowding", 1), (6, "polarity", 2)]   # the word naming each attribute
+    plain = "nuclear size is regular . there is frequent mitosis . conclusion normal .".split()
+    assert attention_steps(plain) == [(2, "is", 0), (8, "mitosis", 3)]    # no naming word: the middle word
     fig = plot_ratio_matrices({"a": np.eye(5) + 1, "b": np.ones((5, 5))})
     heat = [ax for ax in fig.axes if ax.images]
     assert len(heat) == 2 and heat[0].images[0].norm is heat[1].images[0].norm          # one shared scale
+    assert [t.get_text() for t in heat[0].get_xticklabels()] == list(ATTRIBUTES)          # full words, not "crowdi"
     maps = {"x": torch.randn(3, 4, 4), "y": torch.randn(3, 4, 4)}
     fig = plot_block_maps(torch.zeros(3, 16, 16), maps, ["stem", "block1", "block2"], "normal")
     limits = {ax.images[0].get_clim() for ax in fig.axes if ax.images and ax.images[0].get_cmap().name == "RdBu_r"}

@@ -151,8 +151,11 @@ def test_notebook_05_on_an_iu_xray_fixture(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDXAI_STATIC_WIDGETS", "1")
     out = run_notebook("05_mdnet_reports", tmp_path, data_root=str(root), image_size=32, n_train=16, n_test=8,
                        epochs=1, batch_size=8, n_seeds=1, meteor=False, workers=1)
-    parsed = assert_checked_cells_speak(out, {"CLAIM", "IDENTITY"})
+    parsed = assert_checked_cells_speak(out, {"CLAIM", "IDENTITY", "SKIPPED"})
     sentences = [p["sentence"] for p in parsed]
+    skips = {p["sentence"]: p["reason"] for p in parsed if p["kind"] == "SKIPPED"}
+    assert len(skips) == 2 and all("real" in reason for reason in skips.values())   # the two mechanism tests: phantom only
+    assert any("attribute regions" in reason for reason in skips.values())
     assert any("per-block contributions" in s for s in sentences)                # the identity, on real X-rays
     assert any("template of the true class" in s for s in sentences)             # the report baseline claim
     assert any("above the majority class" in s for s in sentences)               # the diagnosis claim

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.colors import TwoSlopeNorm
 
-from medxai_lib.data.phantoms.histology import ATTRIBUTES, parse_report
+from medxai_lib.data.phantoms.histology import ATTRIBUTE_WORDS, ATTRIBUTES, parse_report
 from medxai_lib.viz.overlays import to_display
 
 REGION_COLOURS = ("#e41a1c", "#377eb8", "#4daf4a", "#ff7f00", "#a65628")    # one per attribute region
@@ -53,7 +53,9 @@ def plot_block_maps(image: torch.Tensor, maps: Mapping[str, torch.Tensor], block
 
 
 def attention_steps(words: Sequence[str]) -> list[tuple[int, str, int]]:
-    """For each attribute sentence of a generated report, the step of its middle word:
+    """For each attribute sentence of a generated report, the step of the word that names the attribute
+    (its first word in :data:`~medxai_lib.data.phantoms.histology.ATTRIBUTE_WORDS`, e.g. "crowding", "mitoses"),
+    or of the sentence's middle word where none does ("nuclear size is regular"):
     ``[(step, word, attribute index), ...]`` (the mask/step bookkeeping of the word-by-word figure)."""
     steps, start = [], 0
     for t, word in enumerate(list(words) + ["."]):
@@ -62,8 +64,10 @@ def attention_steps(words: Sequence[str]) -> list[tuple[int, str, int]]:
         sentence = list(words[start:t])
         stated = parse_report(" ".join(sentence))[0]
         if len(stated) == 1 and sentence:
-            attribute = ATTRIBUTES.index(next(iter(stated)))
-            steps.append((start + len(sentence) // 2, sentence[len(sentence) // 2], attribute))
+            name = next(iter(stated))
+            named = [k for k, w in enumerate(sentence) if w in ATTRIBUTE_WORDS[name]]
+            k = named[0] if named else len(sentence) // 2
+            steps.append((start + k, sentence[k], ATTRIBUTES.index(name)))
         start = t + 1
     return steps
 
@@ -95,7 +99,7 @@ def plot_attention_strip(image: torch.Tensor, words: Sequence[str], attention: t
     for ax in axes:
         ax.set_xticks([]), ax.set_yticks([])
     fig.colorbar(heat, ax=axes, shrink=0.8, label="attention / uniform (shared scale)")
-    fig.suptitle(f"{model_name}: attention at the middle word of each attribute sentence\n"
+    fig.suptitle(f"{model_name}: attention at the word naming each attribute (its sentence's middle word if none does)\n"
                  "(contour: that attribute's region; none drawn when the grade is 0)", fontsize=9, x=0.45)
     return fig
 
@@ -107,14 +111,14 @@ def plot_ratio_matrices(matrices: Mapping[str, np.ndarray], cell_inches: float =
     hi = max(float(np.nanmax(values)), 1.05)
     norm = TwoSlopeNorm(vcenter=1.0, vmin=min(float(np.nanmin(values)), 0.95), vmax=hi)
     fig, axes = plt.subplots(1, len(matrices), figsize=(cell_inches * len(matrices) + 1.2, cell_inches + 0.6),
-                             squeeze=False, gridspec_kw={"wspace": 0.45})
+                             squeeze=False, gridspec_kw={"wspace": 0.15})
     heat = None
     for ax, (name, m) in zip(axes[0], matrices.items()):
         heat = ax.imshow(m, cmap="RdBu_r", norm=norm)
         for (r, c), v in np.ndenumerate(np.asarray(m)):
             ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7)
-        ax.set_xticks(range(len(ATTRIBUTES)), [a[:6] for a in ATTRIBUTES], fontsize=7, rotation=45)
-        ax.set_yticks(range(len(ATTRIBUTES)), [a[:6] for a in ATTRIBUTES], fontsize=7)
+        ax.set_xticks(range(len(ATTRIBUTES)), list(ATTRIBUTES), fontsize=7, rotation=45, ha="right")
+        ax.set_yticks(range(len(ATTRIBUTES)), list(ATTRIBUTES) if ax is axes[0, 0] else [], fontsize=7)   # rows: first panel
         ax.set_xlabel("region of attribute", fontsize=8)
         ax.set_title(name, fontsize=9)
     axes[0, 0].set_ylabel("sentence about attribute", fontsize=8)
@@ -126,11 +130,12 @@ def plot_ratio_matrices(matrices: Mapping[str, np.ndarray], cell_inches: float =
 
 def plot_retrieval_gallery(images: torch.Tensor, titles: Sequence[str], relevant: Sequence[bool], query: str,
                            method: str, cell_inches: float = 2.2) -> plt.Figure:
-    """The top-k images of a ranking, each titled with its true grades; green frame = relevant."""
+    """The top-k images of a ranking, each labelled below with ``titles[i]`` (e.g. its true grades, one per line);
+    green frame = relevant."""
     fig, axes = plt.subplots(1, len(images), figsize=(cell_inches * len(images), cell_inches + 0.8), squeeze=False)
     for ax, image, title, hit in zip(axes[0], images, titles, relevant):
         ax.imshow(to_display(image))
-        ax.set_title(title, fontsize=7)
+        ax.set_xlabel(title, fontsize=7)                          # below the image: titles may run to several lines
         ax.set_xticks([]), ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_edgecolor("#1a9850" if hit else "#d73027")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medxai_lib.data.phantoms.histology import ATTRIBUTE_WORDS, ATTRIBUTES, parse_report, tokenize
+from medxai_lib.data.phantoms.histology import ATTRIBUTE_WORDS, ATTRIBUTES, Vocabulary, parse_report, tokenize
 
 
 def attribute_accuracy(reports: Sequence[str], grades: np.ndarray) -> "pandas.Series":
@@ -186,6 +186,24 @@ def attention_specificity(ratios: np.ndarray) -> np.ndarray:
         if np.isfinite(diag).any() and np.isfinite(off).any():
             out[i] = np.nanmean(diag) - np.nanmean(off)
     return out
+
+
+def specificity_per_model(models: Sequence[torch.nn.Module], images: torch.Tensor, vocab: Vocabulary,
+                          attribute_masks: torch.Tensor, max_len: int = 48) -> np.ndarray:
+    """Per model (e.g. one per training seed) and image: :func:`attention_specificity` of the report the
+    model writes for the image (greedy decoding), ``(S, N)``, NaN where it is undefined. ``images (N, 3, S, S)``,
+    ``attribute_masks (N, 5, H, W)``; each model needs ``generate(images, bos, eos, max_len)``."""
+    if len(models) == 0:
+        raise ValueError("models: expected at least one model")
+    if len(images) != len(attribute_masks):
+        raise ValueError(f"images, attribute_masks: expected one mask stack per image, got {len(images)} and {len(attribute_masks)}")
+    bos, eos = vocab.stoi["<bos>"], vocab.stoi["<eos>"]
+    out = []
+    for model in models:
+        tokens, attentions = model.generate(images, bos, eos, max_len=max_len)
+        words = [[vocab.itos[t] for t in seq] for seq in tokens]
+        out.append(attention_specificity(sentence_attention_ratios(words, [a.cpu() for a in attentions], attribute_masks)))
+    return np.stack(out)
 
 
 def same_map_for_every_word(maps: torch.Tensor, lengths: Sequence[int]) -> list[torch.Tensor]:
