@@ -11,6 +11,9 @@ import time
 import torch
 
 from medxai_lib.models import build_model
+from medxai_lib.models.cnn import AttentionGatedCNN, SkinCNN
+from medxai_lib.models.detector import DRDetector
+from medxai_lib.models.lesion_classifier import LesionTypeNet
 from medxai_lib.models.mdnet import MDNetImage
 from medxai_lib.models.pathogan import UNetGenerator, VesselDiscriminator
 from medxai_lib.runtime import in_memory_format
@@ -33,6 +36,16 @@ def step_seconds(make, inputs, loss, memory_format: str, threads: int) -> float:
     return statistics.median(times)
 
 
+def fastest(measure, settings) -> dict:
+    """``{setting: seconds}``: each setting measured twice, alternating, the faster kept (a fresh process sometimes
+    stalls 10-40x on its first steps)."""
+    runs = {setting: [] for setting in settings}
+    for _ in range(2):
+        for setting in runs:
+            runs[setting].append(measure(setting))
+    return {setting: min(times) for setting, times in runs.items()}
+
+
 class _GAN(torch.nn.Module):
     def __init__(self, width: int = 24) -> None:
         super().__init__()
@@ -44,34 +57,19 @@ class _GAN(torch.nn.Module):
 
 
 B, S = 6, 96
-CASES = {
-    "03 shortcut densenet_small, 64 px, batch 32, 2 threads": (
-        lambda: build_model("densenet_small", num_classes=1, in_channels=1), (torch.rand(32, 1, 64, 64),),
-        lambda m, x: m(x).mean(), 2),
-    "05 MDNet image model (ensemble), 64 px, batch 16, 1 thread": (
-        lambda: MDNetImage(4, connection="ensemble"), (torch.rand(16, 3, 64, 64),), lambda m, x: m(x).mean(), 1),
-    "05 MDNet image model (additive), 64 px, batch 16, 1 thread": (
-        lambda: MDNetImage(4, connection="additive"), (torch.rand(16, 3, 64, 64),), lambda m, x: m(x).mean(), 1),
-    "06 Patho-GAN generator + discriminator, 96 px, batch 6, 2 threads": (
-        _GAN, (torch.rand(B, 1, S, S), torch.ones(B, 1, S, S), torch.randn(B, 32), torch.randn(B, 16, S // 2, S // 2),
-               torch.randn(B, 32, S // 4, S // 4)), lambda m, *x: m(*x), 2),
-}
-print(f"torch {torch.__version__}")
-print(f"{'model':68s} {'contiguous s':>13s} {'channels_last s':>16s} {'speed-up':>9s}")
-for name, (make, inputs, loss, threads) in CASES.items():
-    runs = {fmt: [] for fmt in ("contiguous", "channels_last")}
-    for _ in range(2):                         # alternate, keep each format's faster run (one-off warm-up stalls)
-        for fmt in runs:
-            runs[fmt].append(step_seconds(make, inputs, loss, fmt, threads))
-    plain, fast = min(runs["contiguous"]), min(runs["channels_last"])
-    print(f"{name:68s} {plain:13.4f} {fast:16.4f} {plain / fast:8.2f}x")
-
-
-from medxai_lib.models.cnn import AttentionGatedCNN, SkinCNN  # noqa: E402
-from medxai_lib.models.detector import DRDetector  # noqa: E402
-from medxai_lib.models.lesion_classifier import LesionTypeNet  # noqa: E402
-
+GAN_INPUTS = (torch.rand(B, 1, S, S), torch.ones(B, 1, S, S), torch.randn(B, 32), torch.randn(B, 16, S // 2, S // 2),
+              torch.randn(B, 32, S // 4, S // 4))
+gan_loss = lambda m, *x: m(*x)  # noqa: E731
 mean = lambda m, x: m(x).float().mean()  # noqa: E731
+CASES = {   # name: (model factory, inputs, loss, threads the notebook trains with)
+    "03 shortcut densenet_small, 64 px, batch 32, 2 threads": (
+        lambda: build_model("densenet_small", num_classes=1, in_channels=1), (torch.rand(32, 1, 64, 64),), mean, 2),
+    "05 MDNet image model (ensemble), 64 px, batch 16, 1 thread": (
+        lambda: MDNetImage(4, connection="ensemble"), (torch.rand(16, 3, 64, 64),), mean, 1),
+    "05 MDNet image model (additive), 64 px, batch 16, 1 thread": (
+        lambda: MDNetImage(4, connection="additive"), (torch.rand(16, 3, 64, 64),), mean, 1),
+    "06 Patho-GAN generator + discriminator, 96 px, batch 6, 2 threads": (_GAN, GAN_INPUTS, gan_loss, 2),
+}
 THREAD_CASES = {   # name: (model factory, inputs, loss, memory layout the recipe trains in)
     "01/02 SkinCNN width 16, 96 px, batch 32": (lambda: SkinCNN(2, 3, 16), (torch.rand(32, 3, 96, 96),), mean, "contiguous"),
     "01 attention-gated CNN width 16, 96 px, batch 32": (lambda: AttentionGatedCNN(2, 3, 16), (torch.rand(32, 3, 96, 96),), mean,
@@ -83,14 +81,14 @@ THREAD_CASES = {   # name: (model factory, inputs, loss, memory layout the recip
                                                         "channels_last"),
     "06 lesion-type classifier, 16-px crops, batch 64": (lambda: LesionTypeNet(16, 24), (torch.rand(64, 3, 16, 16),), mean,
                                                          "contiguous"),
-    "06 Patho-GAN generator + discriminator width 16, 96 px, batch 6": (lambda: _GAN(16), CASES[list(CASES)[-1]][1],
-                                                                        CASES[list(CASES)[-1]][2], "channels_last"),
+    "06 Patho-GAN generator + discriminator width 16, 96 px, batch 6": (lambda: _GAN(16), GAN_INPUTS, gan_loss, "channels_last"),
 }
+print(f"torch {torch.__version__}")
+print(f"{'model':68s} {'contiguous s':>13s} {'channels_last s':>16s} {'speed-up':>9s}")
+for name, (make, inputs, loss, threads) in CASES.items():
+    t = fastest(lambda fmt: step_seconds(make, inputs, loss, fmt, threads), ("contiguous", "channels_last"))
+    print(f"{name:68s} {t['contiguous']:13.4f} {t['channels_last']:16.4f} {t['contiguous'] / t['channels_last']:8.2f}x")
 print(f"\n{'thread scaling':68s} {'1 thread s':>13s} {'2 threads s':>16s} {'t1 / t2':>9s}")
 for name, (make, inputs, loss, fmt) in THREAD_CASES.items():
-    runs = {1: [], 2: []}
-    for _ in range(2):                         # alternate, keep each count's faster run
-        for threads in runs:
-            runs[threads].append(step_seconds(make, inputs, loss, fmt, threads))
-    one, two = min(runs[1]), min(runs[2])
-    print(f"{name:68s} {one:13.4f} {two:16.4f} {one / two:8.2f}x")
+    t = fastest(lambda threads: step_seconds(make, inputs, loss, fmt, threads), (1, 2))
+    print(f"{name:68s} {t[1]:13.4f} {t[2]:16.4f} {t[1] / t[2]:8.2f}x")

@@ -56,14 +56,18 @@ def test_sentence_attention_ratios_by_hand():
     assert attention_specificity(ratios)[0] == pytest.approx((2 + 1) / 2 - (0 + 1) / 2, abs=1e-4)
     uniform = sentence_attention_ratios([words], [torch.full((13, 4, 4), 1 / 16)], masks)
     assert attention_specificity(uniform)[0] == pytest.approx(0.0, abs=1e-6)
+    only_diagonal = np.full((1, 5, 5), np.nan)
+    only_diagonal[0, 0, 0] = 2.0
+    assert np.isnan(attention_specificity(np.full((2, 5, 5), np.nan))).all()   # nothing defined
+    assert np.isnan(attention_specificity(only_diagonal)).all()                 # no off-diagonal pair to compare with
     assert sentence_spans(["a", ".", "b", "c", ".", "d"]) == [(0, 1), (2, 4), (5, 6)]
     with pytest.raises(ValueError, match="one per image"):
         sentence_attention_ratios([words, words], [attention], masks)
 
 
-def test_specificity_per_model_scores_each_model_s_own_report():
+def test_attention_ratios_per_model_score_each_model_s_own_report():
     from medxai_lib.data.phantoms.histology import Vocabulary
-    from medxai_lib.evaluate.studies.mdnet import specificity_per_model
+    from medxai_lib.evaluate.studies.mdnet import attention_ratios_per_model
     text = "there is severe pleomorphism of the nuclei . cells are severely crowded ."
     vocab = Vocabulary([text])
     masks = torch.zeros(2, 5, 4, 4)
@@ -81,13 +85,18 @@ def test_specificity_per_model_scores_each_model_s_own_report():
             return [ids] * len(images), [self.attention] * len(images)
 
     specific = torch.stack([left] * 8 + [torch.full((4, 4), 1 / 16)] * 5)
-    out = specificity_per_model([Stub(specific), Stub(torch.full((13, 4, 4), 1 / 16))], torch.zeros(2, 3, 8, 8), vocab, masks)
+    ratios = attention_ratios_per_model([Stub(specific), Stub(torch.full((13, 4, 4), 1 / 16))], torch.zeros(2, 3, 8, 8),
+                                        vocab, masks)
+    assert ratios.shape == (2, 2, 5, 5)
+    assert ratios[0, :, 0, 0] == pytest.approx([2.0, 2.0], abs=1e-4)
+    out = attention_specificity(ratios)                                   # (models, images) in one call
     assert out.shape == (2, 2)
     assert out[0] == pytest.approx([1.0, 1.0], abs=1e-4) and out[1] == pytest.approx([0.0, 0.0], abs=1e-6)
+    assert np.array_equal(out[0], attention_specificity(ratios[0]))       # same as per model
     with pytest.raises(ValueError, match="at least one model"):
-        specificity_per_model([], torch.zeros(2, 3, 8, 8), vocab, masks)
+        attention_ratios_per_model([], torch.zeros(2, 3, 8, 8), vocab, masks)
     with pytest.raises(ValueError, match="one mask stack per image"):
-        specificity_per_model([Stub(specific)], torch.zeros(3, 3, 8, 8), vocab, masks)
+        attention_ratios_per_model([Stub(specific)], torch.zeros(3, 3, 8, 8), vocab, masks)
 
 
 def test_bleu_statistics_reproduce_corpus_bleu_and_bootstrap_shapes():

@@ -61,11 +61,12 @@ class ActivationNetwork:
             raise ValueError(f"layer: expected one of {names}, got {layer!r}")
         if signal not in SIGNALS:
             raise ValueError(f"signal: expected one of {SIGNALS}, got {signal!r}")
+        grade = signal == "grade"                # only the grade weighting needs a gradient (and so a graph)
         with explaining(self.detector):
-            with torch.enable_grad():
-                score, trace = self.detector.trace(images.detach().requires_grad_(True))
+            with torch.set_grad_enabled(grade):
+                score, trace = self.detector.trace(images.detach().requires_grad_(grade))
                 start = trace.activations[layer]
-                if signal == "grade":
+                if grade:
                     (grad,) = torch.autograd.grad(score.sum(), start)
                     start = start * grad.mean((2, 3), keepdim=True).clamp(min=0)
             return self._backward(start.detach().clamp(min=0), layer, trace, images.shape), trace

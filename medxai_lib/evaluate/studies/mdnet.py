@@ -175,24 +175,24 @@ def sentence_spans(words: Sequence[str]) -> list[tuple[int, int]]:
 
 def attention_specificity(ratios: np.ndarray) -> np.ndarray:
     """Per image: the mean in-region ratio of sentences on their OWN attribute's region minus the mean of
-    the other (sentence, region) pairs (from :func:`sentence_attention_ratios`), ``(N,)``; 0 for attention
-    that is the same for every word only on average, exactly 0 for uniform attention; NaN where an image has
-    no finite diagonal or off-diagonal entry."""
+    the other (sentence, region) pairs (from :func:`sentence_attention_ratios`): ``(..., 5, 5) -> (...)``, e.g.
+    ``(N,)`` per image or ``(S, N)`` per model and image; 0 for attention that is the same for every word only on
+    average, exactly 0 for uniform attention; NaN where an image has no finite diagonal or off-diagonal entry."""
+    import warnings
     ratios = np.asarray(ratios, dtype=float)
-    eye = np.eye(ratios.shape[1], dtype=bool)
-    out = np.full(len(ratios), np.nan)
-    for i, m in enumerate(ratios):
-        diag, off = m[eye], m[~eye]
-        if np.isfinite(diag).any() and np.isfinite(off).any():
-            out[i] = np.nanmean(diag) - np.nanmean(off)
-    return out
+    eye = np.eye(ratios.shape[-1], dtype=bool)
+    diag, off = ratios[..., eye], ratios[..., ~eye]
+    defined = np.isfinite(diag).any(-1) & np.isfinite(off).any(-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)                 # all-NaN rows: NaN, as documented
+        return np.where(defined, np.nanmean(diag, -1) - np.nanmean(off, -1), np.nan)
 
 
-def specificity_per_model(models: Sequence[torch.nn.Module], images: torch.Tensor, vocab: Vocabulary,
-                          attribute_masks: torch.Tensor, max_len: int = 48) -> np.ndarray:
-    """Per model (e.g. one per training seed) and image: :func:`attention_specificity` of the report the
-    model writes for the image (greedy decoding), ``(S, N)``, NaN where it is undefined. ``images (N, 3, S, S)``,
-    ``attribute_masks (N, 5, H, W)``; each model needs ``generate(images, bos, eos, max_len)``."""
+def attention_ratios_per_model(models: Sequence[torch.nn.Module], images: torch.Tensor, vocab: Vocabulary,
+                               attribute_masks: torch.Tensor, max_len: int = 48) -> np.ndarray:
+    """Per model (e.g. one per training seed): :func:`sentence_attention_ratios` of the report it writes for each
+    image (greedy decoding), ``(S, N, 5, 5)``; :func:`attention_specificity` of it is ``(S, N)``. ``images
+    (N, 3, S, S)``, ``attribute_masks (N, 5, H, W)``; each model needs ``generate(images, bos, eos, max_len)``."""
     if len(models) == 0:
         raise ValueError("models: expected at least one model")
     if len(images) != len(attribute_masks):
@@ -202,7 +202,7 @@ def specificity_per_model(models: Sequence[torch.nn.Module], images: torch.Tenso
     for model in models:
         tokens, attentions = model.generate(images, bos, eos, max_len=max_len)
         words = [[vocab.itos[t] for t in seq] for seq in tokens]
-        out.append(attention_specificity(sentence_attention_ratios(words, [a.cpu() for a in attentions], attribute_masks)))
+        out.append(sentence_attention_ratios(words, [a.cpu() for a in attentions], attribute_masks))
     return np.stack(out)
 
 
