@@ -164,3 +164,77 @@ def test_notebook_05_on_an_iu_xray_fixture(tmp_path, monkeypatch):
     assert "16 training / 8 test images, 1 report(s) each" in text and "'normal'" in text and "'abnormal'" in text
     assert "not measured here" in text                                           # attention and retrieval: phantom only
     assert warnings_in_outputs(out) == []
+
+
+# ---- notebook 06 on DRIVE + Kaggle DR (the paper's setting) -------------------------------------------
+def _fundus_photo(rng: np.random.Generator, size: tuple[int, int], spots: int) -> np.ndarray:
+    """An orange disc on black with a few dark vessels and ``spots`` bright yellow lesions (uint8 RGB)."""
+    h, w = size
+    yy, xx = np.mgrid[:h, :w]
+    inside = (yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (0.45 * min(h, w)) ** 2
+    image = np.zeros((h, w, 3), np.uint8)
+    image[inside] = (170, 70, 30)
+    for row in rng.integers(h // 4, 3 * h // 4, 3):
+        image[row, w // 5:4 * w // 5] = (90, 20, 10)
+    for _ in range(spots):
+        y, x = rng.integers(h // 3, 2 * h // 3), rng.integers(w // 3, 2 * w // 3)
+        image[y - 1:y + 2, x - 1:x + 2] = (250, 230, 90)
+    return image
+
+
+def koch_tree(root: Path, n_patients: int = 30, n_drive: int = 6, seed: int = 0) -> Path:
+    """``DRIVE/`` (training and test splits: TIFF images, GIF vessel maps and FOV masks, 2nd_manual for test) and
+    ``KaggleDR/`` (trainLabels.csv, train/<patient>_<eye>.jpeg; grades cycle 0-4, lesions grow with the grade)
+    side by side, as distributed."""
+    rng = np.random.default_rng(seed)
+    for split, first in (("training", 21), ("test", 1)):
+        for n in range(first, first + n_drive):
+            base = root / "DRIVE" / split
+            photo = _fundus_photo(rng, (60, 56), 0)
+            vessels = (photo[..., 0] == 90).astype(np.uint8) * 255
+            fov = (photo[..., 0] > 0).astype(np.uint8) * 255
+            for folder, name, pixels in (("images", f"{n:02d}_{split}.tif", photo), ("1st_manual", f"{n:02d}_manual1.gif", vessels),
+                                         ("mask", f"{n:02d}_{split}_mask.gif", fov)) + ((("2nd_manual", f"{n:02d}_manual2.gif", vessels),)
+                                                                                        if split == "test" else ()):
+                (base / folder).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels).save(base / folder / name)
+    kaggle = root / "KaggleDR"
+    (kaggle / "train").mkdir(parents=True)
+    lines = ["image,level"]
+    for patient in range(n_patients):
+        for k, eye in enumerate(("left", "right")):
+            grade = (patient + k) % 5
+            Image.fromarray(_fundus_photo(rng, (48, 64), 2 * grade)).save(kaggle / "train" / f"{10 + patient}_{eye}.jpeg")
+            lines.append(f"{10 + patient}_{eye},{grade}")
+    (kaggle / "trainLabels.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_notebook_06_on_drive_and_kaggle_dr_fixtures(tmp_path, monkeypatch):
+    root = koch_tree(tmp_path / "retina")
+    monkeypatch.setenv("MEDXAI_STATIC_WIDGETS", "1")
+    out = run_notebook("06_koch_descriptors_gan", tmp_path, data_root=str(root), image_size=64, n_detector_train=24,
+                       n_detector_val=12, detector_epochs=1, independent_epochs=1, n_activation=4, n_source=4,
+                       n_healthy=6, n_test=6, n_realism=6, gan_steps=2, gan_width=8, gan_batch=2, max_copies=2)
+    parsed = assert_checked_cells_speak(out, {"CLAIM", "SKIPPED"})
+    claims = [p["sentence"] for p in parsed if p["kind"] == "CLAIM"]
+    skips = {p["sentence"]: p["reason"] for p in parsed if p["kind"] == "SKIPPED"}
+    assert any("absolute grade error" in s for s in claims)                      # the detector, on Kaggle DR grades
+    assert any("restoring the target boxes" in s for s in claims)                # the independent regressor, on DRIVE syntheses
+    assert any("puts its change inside the target boxes" in s for s in claims)   # anatomy
+    restoring = next(p for p in parsed if p["kind"] == "CLAIM" and "restoring the target boxes" in p["sentence"])
+    assert restoring["control"] == "the same boxes placed elsewhere"             # no 'none' descriptors without lesion kinds
+    masks = [s for s, reason in skips.items() if "not lesion masks" in reason]
+    assert len(masks) >= 10 and any("descriptor regions overlap" in s for s in masks) and any("grade weighting" in s for s in masks)
+    text = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    assert "Kaggle DR + DRIVE under" in text and "from 4 diseased fundi" in text
+    assert warnings_in_outputs(out) == []
+
+
+def test_koch_data_root_without_both_folders_names_the_missing_one(tmp_path):
+    from medxai_lib.data import koch_folders
+    (tmp_path / "DRIVE").mkdir()
+    with pytest.raises(FileNotFoundError, match="KaggleDR/"):
+        koch_folders(tmp_path)
+    assert koch_folders(None) is None

@@ -85,16 +85,20 @@ def test_isic2018_one_hot(tmp_path):
 
 
 # ---- DRIVE / STARE / Kaggle DR ---------------------------------------------------------------------
-@pytest.fixture
-def drive_root(tmp_path):
+def _drive(root):
     for split, numbers in (("training", (21, 22)), ("test", (1,))):
         for n in numbers:
-            _rgb(tmp_path / split / "images" / f"{n:02d}_{split}.tif", 60, 50)
-            _grey(tmp_path / split / "1st_manual" / f"{n:02d}_manual1.gif", 60, 50)
-            _grey(tmp_path / split / "mask" / f"{n:02d}_{split}_mask.gif", 60, 50)
+            _rgb(root / split / "images" / f"{n:02d}_{split}.tif", 60, 50)
+            _grey(root / split / "1st_manual" / f"{n:02d}_manual1.gif", 60, 50)
+            _grey(root / split / "mask" / f"{n:02d}_{split}_mask.gif", 60, 50)
             if split == "test":
-                _grey(tmp_path / split / "2nd_manual" / f"{n:02d}_manual2.gif", 60, 50)
-    return tmp_path
+                _grey(root / split / "2nd_manual" / f"{n:02d}_manual2.gif", 60, 50)
+    return root
+
+
+@pytest.fixture
+def drive_root(tmp_path):
+    return _drive(tmp_path)
 
 
 def test_drive(drive_root):
@@ -179,3 +183,91 @@ def test_group_split_never_shares_a_group():
     assert sum(len(p) for p in parts) == 60 and abs(len(parts[0]) - 36) <= 3
     with pytest.raises(ValueError, match="fractions"):
         group_split(groups, (0.5, 0.6))
+
+
+# ---- notebook 06's real setting: FundusItems, estimated_fov, kaggle_dr_splits ----------------------------
+def _kaggle(root, n_patients=12):
+    for p in range(n_patients):
+        for k, eye in enumerate(("left", "right")):
+            pixels = np.zeros((30, 40, 3), np.uint8)
+            pixels[5:25, 8:32] = (180, 80, 40)          # a bright field of view on black
+            Image.fromarray(pixels).save(_path(root / "train" / f"{p}_{eye}.jpeg"))
+    (root / "trainLabels.csv").write_text("image,level\n" + "".join(f"{p}_{eye},{(p + k) % 5}\n" for p in range(n_patients)
+                                                                   for k, eye in enumerate(("left", "right"))))
+    return root
+
+
+def _path(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_estimated_fov_keeps_the_bright_disc_and_checks_its_input():
+    from medxai_lib.data import estimated_fov
+    image = torch.zeros(3, 10, 10)
+    image[:, 2:8, 3:7] = 0.6
+    image[:, 0, 0] = 0.05                              # sensor noise in the black surround stays outside
+    fov = estimated_fov(image)
+    assert fov.shape == (1, 10, 10) and fov.sum() == 24 and fov[0, 0, 0] == 0
+    with pytest.raises(ValueError, match="image"):
+        estimated_fov(torch.zeros(10, 10))
+
+
+def test_fundus_items_give_the_phantom_format(tmp_path, drive_root):
+    from medxai_lib.data import FundusItems
+    raw = FundusItems(DRIVE(drive_root, "training", size=16), normalize=False)
+    item = raw[1]
+    assert len(raw) == 2 and 0 <= item["image"].min() and item["image"].max() <= 1
+    assert set(item) == {"image", "fov", "vessels", "meta"}            # DRIVE's own FOV mask and vessels, no lesions
+    assert raw[-1] is raw[1]                                           # decoded once, then kept
+    kaggle = FundusItems(KaggleDR(_kaggle(tmp_path / "kaggle"), size=16), [3, 0])
+    assert kaggle.labels.tolist() == [(1 + 1) % 5, 0] and kaggle.patient_ids == ["1", "0"]
+    it = kaggle[0]
+    assert it["image"].min() < 0 and "label" in it and it["fov"].sum() > 0        # normalised; FOV estimated
+    with pytest.raises(IndexError):
+        kaggle[2]
+    with pytest.raises(ValueError, match="indices"):
+        FundusItems(KaggleDR(tmp_path / "kaggle", size=16), [99])
+    with pytest.raises(AttributeError, match="labels"):
+        raw.labels
+
+
+def test_kaggle_dr_splits_keep_patients_whole_and_sources_diseased(tmp_path):
+    from medxai_lib.data import kaggle_dr_splits
+    root = _kaggle(tmp_path)
+    train, val, source = kaggle_dr_splits(root, size=16, n_train=8, n_val=6, n_source=5, seed=3)
+    parts = [set(p.patient_ids) for p in (train, val, source)]
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    assert len(train) == 8 and len(val) == 6 and 0 < len(source) <= 5
+    assert set(source.labels.tolist()) <= {2, 3} and source[0]["image"].min() >= 0      # raw [0, 1] sources
+    again = kaggle_dr_splits(root, size=16, n_train=8, n_val=6, n_source=5, seed=3)
+    assert again[0].indices.tolist() == train.indices.tolist()                          # deterministic by seed
+    assert kaggle_dr_splits(root, size=16, n_train=8, n_val=6, seed=3)[2] is None
+    with pytest.raises(ValueError, match="n_val"):
+        kaggle_dr_splits(root, n_val=0)
+    with pytest.raises(ValueError, match="too few"):
+        kaggle_dr_splits(root, size=16, n_train=30, n_val=6)
+
+
+def test_fundus_sets_on_a_real_root_and_the_detector_recipe_on_kaggle_dr(tmp_path, monkeypatch):
+    from medxai_lib.data import fundus_sets
+    from medxai_lib.train.recipes import TrainedDetector, dr_detector
+    monkeypatch.setenv("MEDXAI_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "retina"
+    _kaggle(root / "KaggleDR")
+    _drive(root / "DRIVE")
+    sets = fundus_sets(root, size=16, n_source=3, n_test=5, n_detector_train=8, n_detector_val=6)
+    assert sets.real and len(sets.healthy) == 2 and len(sets.test) == 1 and len(sets.source) <= 3
+    assert "vessels" in sets.healthy[0] and sets.healthy[0]["image"].max() <= 1
+    detector = dr_detector(seed=0, image_size=32, n_train=8, n_val=6, epochs=1, data_root=root)
+    assert len(detector.train) == 8 and not (set(detector.train.patient_ids) & set(detector.val.patient_ids))
+    other = TrainedDetector(None, *kaggle_splits_of(root, 9), None)
+    with pytest.raises(ValueError, match="data"):
+        dr_detector(seed=0, image_size=32, n_train=8, n_val=6, epochs=1, arch="bn_cnn", data=other, data_root=root)
+    with pytest.raises(ValueError, match="no grade 2-3 eye outside"):
+        fundus_sets(root, size=16, n_detector_train=22, n_detector_val=2)
+
+
+def kaggle_splits_of(root, seed):
+    from medxai_lib.data import kaggle_dr_splits
+    return kaggle_dr_splits(root / "KaggleDR", size=32, n_train=8, n_val=6, seed=seed)[:2]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from medxai_lib.data.real.medmnist import MedMNIST
 from medxai_lib.data.real.mura import MuraDataset
 from medxai_lib.data.real.reports import IUXRayReports  # noqa: F401  (real radiology reports, notebook 05)
 from medxai_lib.data.real.iuxray import IU_CLASSES, IUXRay, iu_xray_split
-from medxai_lib.data.real.retina import DRIVE, STARE, KaggleDR
+from medxai_lib.data.real.retina import DRIVE, STARE, FundusItems, KaggleDR, estimated_fov, kaggle_dr_splits
 from medxai_lib.data.real.skin import HAM10000, ISIC2018Task1, ISIC2018Task3
 
 DATA_ENV = "MEDXAI_DATA"
@@ -124,9 +125,60 @@ def radiograph_splits(data_root: str | Path | None = None, size: int = 96, chann
             first_studies(MuraDataset(root, "valid", size=size, channels=channels), max_images, seed))
 
 
-__all__ = ["ABNORMALITIES", "ATTRIBUTES", "BODY_PARTS", "CONCEPTS", "DATA_ENV", "DRIVE", "DR_GRADES", "FundusPhantom",
+KOCH_FOLDERS = ("DRIVE", "KaggleDR")   # notebook 06's real setting, as in the paper
+
+
+def koch_folders(data_root: str | Path | None) -> dict[str, Path] | None:
+    """``{"DRIVE": path, "KaggleDR": path}`` under notebook 06's data root, or None for the phantom. A data root
+    without both folders is an error naming the missing ones."""
+    root = resolve_data_root(data_root)
+    if root is None:
+        return None
+    missing = [name for name in KOCH_FOLDERS if not (root / name).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"data_root: {root} has no {', '.join(f'{m}/' for m in missing)}; notebook 06 reads "
+                                "DRIVE/ (vessel maps of healthy eyes) and KaggleDR/ (graded eyes) side by side, "
+                                "as distributed (data/README.md)")
+    return {name: root / name for name in KOCH_FOLDERS}
+
+
+@dataclass
+class FundusSets:
+    """Notebook 06's eyes besides the detector's: ``source`` (diseased eyes the descriptors come from),
+    ``healthy`` (the generator's training eyes), ``test`` (held-out vessel maps to inoculate) and ``realism``
+    (eyes for the real-vs-synthetic test); images in [0, 1]. ``real``: DRIVE + Kaggle DR rather than the phantom."""
+    source: Dataset
+    healthy: Dataset
+    test: Dataset
+    realism: Dataset
+    real: bool
+
+
+def fundus_sets(data_root: str | Path | None = None, size: int = 96, seed: int = 0, n_source: int = 80,
+                n_healthy: int = 160, n_test: int = 36, n_realism: int = 40, n_detector_train: int = 800,
+                n_detector_val: int = 240) -> FundusSets:
+    """The phantom's eyes (each set its own seed), or with a data root holding ``DRIVE/`` and ``KaggleDR/``:
+    Kaggle DR grade 2-3 eyes of patients the detector never saw (:func:`kaggle_dr_splits` with the detector's
+    ``n_detector_train`` / ``n_detector_val``) as sources, DRIVE's training images as healthy eyes and its test
+    images (vessel maps and FOV masks as distributed) for inoculation and realism (at most ``n_test`` /
+    ``n_realism`` of them; DRIVE has 20 per split)."""
+    folders = koch_folders(data_root)
+    if folders is None:
+        phantom = lambda n, offset, **kw: FundusPhantom(n, size=size, seed=seed + offset, normalize=False, **kw)  # noqa: E731
+        return FundusSets(phantom(n_source, 2000, grade_probs=(0, 0, 0.5, 0.5, 0)), phantom(n_healthy, 3000, healthy=True),
+                          phantom(n_test, 4000, healthy=True), phantom(n_realism, 5000, healthy=True), False)
+    source = kaggle_dr_splits(folders["KaggleDR"], size, n_detector_train, n_detector_val, n_source, seed)[2]
+    if source is None:
+        raise ValueError(f"data_root: {folders['KaggleDR']} has no grade 2-3 eye outside the detector's "
+                         f"{n_detector_train} training and {n_detector_val} held-out eyes to take descriptors from")
+    drive = {split: DRIVE(folders["DRIVE"], split, size=size) for split in ("training", "test")}
+    pick = lambda split, n: FundusItems(drive[split], np.arange(min(n, len(drive[split]))), normalize=False)  # noqa: E731
+    return FundusSets(source, pick("training", n_healthy), pick("test", n_test), pick("test", n_realism), True)
+
+
+__all__ = ["ABNORMALITIES", "ATTRIBUTES", "BODY_PARTS", "CONCEPTS", "DATA_ENV", "DRIVE", "DR_GRADES", "FundusItems", "FundusPhantom", "FundusSets", "KOCH_FOLDERS",
            "IU_CLASSES", "IUXRay", "iu_xray_split",
            "HAM10000", "HAM_CLASSES", "HISTOLOGY_CLASSES", "HistologyPhantom", "ISIC2018Task1", "ISIC2018Task3", "KaggleDR",
            "LESION_TYPES", "MedMNIST", "MuraDataset", "RadiographPhantom", "STARE", "SkinLesionPhantom",
            "Vocabulary", "dr_grade", "example_indices", "first_studies", "group_split", "histology_class",
-           "radiograph_splits", "resolve_data_root", "tokenize"]
+           "estimated_fov", "fundus_sets", "kaggle_dr_splits", "koch_folders", "radiograph_splits", "resolve_data_root", "tokenize"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -143,9 +144,12 @@ DETECTOR_ARCHS = ("o_O", "bn_cnn")
 
 def dr_detector(seed: int = 0, image_size: int = 96, n_train: int = 900, n_val: int = 240, width: int = 16,
                 epochs: int = 15, lr: float = 1e-3, batch_size: int = 32, device: str = "auto",
-                restarts: int = 0, arch: str = "o_O", data: TrainedDetector | None = None) -> TrainedDetector:
+                restarts: int = 0, arch: str = "o_O", data: TrainedDetector | None = None,
+                data_root: str | Path | None = None) -> TrainedDetector:
     """The o_O-style DR grade regressor (:class:`~medxai_lib.models.detector.DRDetector`) on the fundus
-    phantom (MSE on the grade, quadratic kappa on a held-out split; disjoint seeds). Cached.
+    phantom (MSE on the grade, quadratic kappa on a held-out split; disjoint seeds), or, with a ``data_root``
+    holding ``KaggleDR/`` (and ``DRIVE/``, :func:`~medxai_lib.data.koch_folders`), on Kaggle DR grades split by
+    patient (:func:`~medxai_lib.data.kaggle_dr_splits`, ``n_train`` / ``n_val`` eyes). Cached.
 
     ``restarts``: a grade regressor can collapse to a constant (every eye scored near the mean grade).
     When the spread of its held-out scores is under a quarter of the grades' spread, it is retrained
@@ -157,7 +161,7 @@ def dr_detector(seed: int = 0, image_size: int = 96, n_train: int = 900, n_val: 
     one output), with its own initial weights and batch order (``seed + 7``), on the same phantom data.
     ``data``: a detector trained by this recipe with the same ``seed``, ``image_size``, ``n_train`` and
     ``n_val``, whose (already rendered) phantoms are reused."""
-    from medxai_lib.data import FundusPhantom
+    from medxai_lib.data import FundusPhantom, kaggle_dr_splits, koch_folders
     from medxai_lib.models.detector import DRDetector
     from medxai_lib.models.inference import predict_logits
     from medxai_lib.models.cnn import SkinCNN
@@ -165,12 +169,16 @@ def dr_detector(seed: int = 0, image_size: int = 96, n_train: int = 900, n_val: 
         raise ValueError(f"restarts: expected an int >= 0, got {restarts!r}")
     if arch not in DETECTOR_ARCHS:
         raise ValueError(f"arch: expected one of {DETECTOR_ARCHS}, got {arch!r}")
-    train = FundusPhantom(n_train, size=image_size, seed=seed)
-    val = FundusPhantom(n_val, size=image_size, seed=seed + 1000)
+    folders = koch_folders(data_root)
+    if folders is None:
+        train, val = FundusPhantom(n_train, size=image_size, seed=seed), FundusPhantom(n_val, size=image_size, seed=seed + 1000)
+        same = lambda a, b: getattr(a, "specs", None) == b.specs and getattr(a, "size", None) == image_size  # noqa: E731
+    else:
+        train, val, _ = kaggle_dr_splits(folders["KaggleDR"], image_size, n_train, n_val, 0, seed)
+        same = lambda a, b: np.array_equal(getattr(a, "indices", []), b.indices) and a.base.size == image_size  # noqa: E731
     if data is not None:
-        if getattr(data.train, "specs", None) != train.specs or getattr(data.val, "specs", None) != val.specs \
-                or data.train.size != image_size:
-            raise ValueError("data: its phantoms differ from this call's (seed, image_size, n_train, n_val); "
+        if not (same(data.train, train) and same(data.val, val)):
+            raise ValueError("data: its eyes differ from this call's (seed, image_size, n_train, n_val, data_root); "
                              "pass a detector trained with the same ones, or None")
         train, val = data.train, data.val
     own = seed if arch == "o_O" else seed + 7
@@ -178,8 +186,9 @@ def dr_detector(seed: int = 0, image_size: int = 96, n_train: int = 900, n_val: 
     # the usual layout: it gains only 1.1x, and its cached weights (and every result built on them) stay as they were
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=own, objective="regression",
                          memory_format="contiguous" if arch == "o_O" else "channels_last")
-    key = {"data": "fundus-phantom", "size": image_size, "train": n_train, "seed": seed,
-           "renderer": FUNDUS_RENDERER_VERSION, **({"arch": arch} if arch != "o_O" else {})}
+    key = {"data": "fundus-phantom" if folders is None else str(folders["KaggleDR"]), "size": image_size, "train": n_train,
+           "seed": seed, **({"renderer": FUNDUS_RENDERER_VERSION} if folders is None else {"val": n_val}),
+           **({"arch": arch} if arch != "o_O" else {})}
     for attempt in range(restarts + 1):
         seed_everything(own + 1000 * attempt)
         net = DRDetector(width=width) if arch == "o_O" else SkinCNN(1, 3, width)

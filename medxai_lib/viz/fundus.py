@@ -191,7 +191,7 @@ def plot_inoculation_step(detector: torch.nn.Module, item: dict, generator: torc
     from medxai_lib.models.pathogan import synthesize
     image = detector_input(item["image"][None])
     found = DescriptorBank(extract_descriptors(detector, image[0], threshold, fov=item["fov"][0],
-                                               lesion_masks=item["lesions"], source=source))
+                                               lesion_masks=item.get("lesions"), source=source))
     activation = ActivationNetwork(detector).lesion_map(image).cpu() * item["fov"]
     binary = torch.from_numpy(threshold_map(activation[0].numpy(), threshold, dilate=1))[None].float()
     inoculated = synthesize(generator, vessels, fov, found).cpu()

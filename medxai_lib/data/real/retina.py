@@ -1,4 +1,5 @@
-"""Retinal datasets as distributed: DRIVE and STARE (vessels), Kaggle Diabetic Retinopathy (grades).
+"""Retinal datasets as distributed: DRIVE and STARE (vessels), Kaggle Diabetic Retinopathy (grades), and
+:class:`FundusItems`, which gives any of them the fundus phantom's item format (notebook 06's real-data path).
 
 Items: ``image`` (3, S, S) ImageNet-normalised; DRIVE/STARE add ``vessels`` (1, S, S) and ``fov``
 (1, S, S) (STARE has no FOV masks: estimated by thresholding the image); Kaggle DR gives ``label`` 0-4.
@@ -7,12 +8,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from medxai_lib.data.real.common import ImageListDataset, read_csv, read_image, resize_mask, resolve_inside, to_tensor
-from medxai_lib.data.transforms import normalize_image
+from medxai_lib.data.transforms import denormalize_image, normalize_image
 
 
 class DRIVE(Dataset):
@@ -119,3 +122,96 @@ class KaggleDR(ImageListDataset):
     @property
     def patient_ids(self) -> list[str]:
         return [r["patient"] for r in self.records]
+
+
+def estimated_fov(image: torch.Tensor) -> torch.Tensor:
+    """``(3, S, S)`` fundus photograph in [0, 1] -> ``(1, S, S)`` float field-of-view mask: pixels whose mean
+    brightness exceeds 12% of the image's brightest (a fundus camera's surround is near black). For datasets
+    that ship no FOV masks (STARE, Kaggle DR)."""
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"image: expected one (3, S, S) image in [0, 1], got shape {tuple(image.shape)}")
+    brightness = image.mean(0)
+    return (brightness > 0.12 * brightness.max()).float()[None]
+
+
+class FundusItems(Dataset):
+    """A real retina dataset in the fundus phantom's item format (notebook 06): ``image`` (3, S, S)
+    ImageNet-normalised, or in [0, 1] with ``normalize=False``; ``fov`` (1, S, S), the dataset's own mask or
+    :func:`estimated_fov`; ``vessels`` (1, S, S) where the dataset has them (DRIVE, STARE); ``label`` where it
+    has one (Kaggle DR grade); ``meta``. Real photographs carry no lesion masks, optic-disc mask or lesion
+    counts, so there is no ``mask``, ``lesions`` or ``disc``.
+
+    ``indices`` selects items of ``base`` (default: all). Decoded items are kept in memory while they fit in
+    ``cache_mib`` (fundus photographs are slow to decode and the notebook reads them several times)."""
+
+    def __init__(self, base: Dataset, indices: Sequence[int] | None = None, normalize: bool = True,
+                 cache_mib: float = 512.0) -> None:
+        self.base, self.normalize = base, normalize
+        self.indices = np.arange(len(base)) if indices is None else np.asarray(indices, dtype=np.int64)
+        if self.indices.ndim != 1 or (len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= len(base))):
+            raise ValueError(f"indices: expected positions 0..{len(base) - 1} of base, got {self.indices.tolist()[:8]}...")
+        size = getattr(base, "size", None) or 512
+        self._cache: dict[int, dict[str, Any]] | None = \
+            {} if len(self.indices) * 3 * size * size * 4 / 2**20 <= cache_mib else None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def labels(self) -> np.ndarray:
+        if not hasattr(self.base, "labels"):
+            raise AttributeError(f"{type(self.base).__name__} has no labels (grades)")
+        return np.asarray(self.base.labels)[self.indices]
+
+    @property
+    def patient_ids(self) -> list[str]:
+        ids = getattr(self.base, "patient_ids", None)
+        return [ids[i] for i in self.indices] if ids is not None else [str(i) for i in self.indices]
+
+    @property
+    def has_masks(self) -> bool:
+        return False
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index: {index} out of range for a dataset of {len(self)} images")
+        index = int(index) % len(self)
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
+        item = self.base[int(self.indices[index])]
+        raw = denormalize_image(item["image"])
+        out = {"image": item["image"] if self.normalize else raw,
+               "fov": item["fov"] if "fov" in item else estimated_fov(raw), "meta": item.get("meta", {})}
+        for key in ("vessels", "label"):
+            if key in item:
+                out[key] = item[key]
+        if self._cache is not None:
+            self._cache[index] = out
+        return out
+
+
+def kaggle_dr_splits(root: str | Path, size: int = 96, n_train: int = 800, n_val: int = 240, n_source: int = 0,
+                     seed: int = 0) -> tuple[FundusItems, FundusItems, FundusItems | None]:
+    """Kaggle DR (``root`` holds ``trainLabels.csv`` and ``train/``) split by patient into a training part
+    (``n_train`` eyes), a held-out part (``n_val`` eyes) and, with ``n_source > 0``, up to ``n_source`` grade 2-3
+    eyes of further held-out patients (notebook 06's descriptor sources, raw [0, 1] images). Patients are
+    shuffled by ``seed``; both eyes of a patient always land in the same part."""
+    for name, value in (("n_train", n_train), ("n_val", n_val)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+    base = KaggleDR(root, size=size)
+    by_patient: dict[str, list[int]] = {}
+    for i, patient in enumerate(base.patient_ids):
+        by_patient.setdefault(patient, []).append(i)
+    order = list(by_patient)
+    np.random.default_rng(seed).shuffle(order)
+    parts: list[list[int]] = [[], [], []]
+    grades = base.labels
+    for patient in order:
+        eyes = by_patient[patient]
+        part = 0 if len(parts[0]) < n_train else 1 if len(parts[1]) < n_val else 2
+        parts[part] += eyes if part < 2 else [i for i in eyes if grades[i] in (2, 3)]
+    if not parts[0] or not parts[1]:
+        raise ValueError(f"root: {len(base)} Kaggle DR eyes are too few for a training and a held-out part")
+    source = FundusItems(base, sorted(parts[2])[:n_source], normalize=False) if n_source > 0 and parts[2] else None
+    return FundusItems(base, sorted(parts[0])), FundusItems(base, sorted(parts[1])), source
