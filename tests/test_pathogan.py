@@ -276,6 +276,34 @@ def test_losses_on_tiny_inputs(detector):
         detail_loss(features, a, b[:1])
 
 
+def test_global_statistics_over_the_field_of_view_ignore_the_surround(detector):
+    """The global loss with ``fov``: weighted Gram / mean over the FOV's feature cells, so pixels whose cells lie
+    wholly outside the FOV do not count; without ``fov`` it is the whole-image Gram + mean (hand computation)."""
+    from medxai_lib.data.lesions import gram
+    from medxai_lib.train.pathogan import detector_input
+    raw = FundusPhantom(2, size=64, seed=5, grade_probs=(0, 0, 0.5, 0.5, 0), normalize=False)[0]["image"]
+    bank = DescriptorBank(extract_descriptors(detector, detector_input(raw[None])[0], threshold=0.3)[:2])
+    scales = {"conv1b": feature_scale(bank, "conv1b")}
+    fov = torch.zeros(1, 1, 64, 64)
+    fov[..., 16:48, 16:48] = 1
+    loss = lambda image, f=None: pathological_loss(detector, image[None], [bank], "global", ("conv1b",), scales, f).detach()  # noqa: E731
+    changed = raw.clone()
+    changed[:, :6, :6] = torch.rand(3, 6, 6)                           # the surround's corner: cells wholly outside the FOV
+    assert loss(changed, fov).item() == pytest.approx(loss(raw, fov).item(), rel=1e-6)
+    assert loss(changed).item() != pytest.approx(loss(raw).item(), rel=1e-6)   # the whole-image version sees it
+    _, trace = detector.trace(detector_input(raw[None]), until="conv1b")
+    inverse = torch.from_numpy(1 / scales["conv1b"]).view(-1, 1, 1)
+    acts = trace.activations["conv1b"][0] * inverse
+    target_gram = torch.stack([torch.from_numpy(d.grams["conv1b"]) for d in bank]).mean(0) * (inverse.view(-1, 1) * inverse.view(1, -1))
+    target_mean = torch.stack([torch.from_numpy(d.features["conv1b"]).mean((1, 2)) for d in bank]).mean(0) * inverse.view(-1)
+    by_hand = (gram(acts) - target_gram).pow(2).mean() + (acts.mean((1, 2)) - target_mean).pow(2).mean()
+    assert loss(raw).item() == pytest.approx(by_hand.item(), rel=1e-5)
+    whole = torch.ones(1, 1, 64, 64)
+    assert loss(raw, whole).item() == pytest.approx(by_hand.item(), rel=1e-5)   # a FOV of everything changes nothing
+    with pytest.raises(ValueError, match="fov"):
+        loss(raw, torch.ones(1, 64, 64))
+
+
 def test_pathological_loss_is_zero_for_the_source_and_local_to_the_box(detector, fundus):
     from medxai_lib.train.pathogan import detector_input
     raw = FundusPhantom(4, size=64, seed=5, grade_probs=(0, 0, 0.5, 0.5, 0), normalize=False)[0]["image"]

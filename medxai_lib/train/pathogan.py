@@ -31,6 +31,7 @@ from medxai_lib.train.fit import weights_digest
 
 
 LOSS_VERSION = 6  # part of the generator's cache key: bump when a loss changes (6: random detail features 16/32 wide)
+GLOBAL_STATISTICS = "fov"  # the global pathological loss's statistics: over the field of view (part of the global generator's key)
 
 
 def adversarial_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
@@ -69,7 +70,7 @@ def detail_loss(feature_net: torch.nn.Module | None, synthetic: torch.Tensor, re
 
 def pathological_loss(detector: DRDetector, synthetic: torch.Tensor, banks: Sequence[DescriptorBank],
                       mode: str = "local", layers: Sequence[str] = STYLE_LAYERS,
-                      scales: dict[str, np.ndarray] | None = None) -> torch.Tensor:
+                      scales: dict[str, np.ndarray] | None = None, fov: torch.Tensor | None = None) -> torch.Tensor:
     """Distance between the detector's features of the synthetic images ``(B, 3, S, S)`` in [0, 1] and
     each placed descriptor, averaged over descriptors and layers: the mean squared difference of Gram
     matrices (second-order statistics: texture, not position) plus that of the weighted mean feature
@@ -78,11 +79,16 @@ def pathological_loss(detector: DRDetector, synthetic: torch.Tensor, banks: Sequ
     channel and descriptor counts alike.
 
     ``mode="local"``: features inside the descriptor's box, weighted by its activation and mask (Patho-GAN).
-    ``mode="global"``: the whole image's features against the descriptors' mean statistics (style transfer)."""
+    ``mode="global"``: the image's features against the descriptors' mean statistics (style transfer), over the
+    field of view ``fov`` ``(B, 1, S, S)`` when given (each feature cell weighted by the share of it inside the
+    FOV; the black surround is not retina), else over the whole image. Whole-image statistics let the generator
+    meet them by painting the rim of the FOV, where the surround's edge dominates the features."""
     if mode not in ("local", "global"):
         raise ValueError(f"mode: expected 'local' or 'global', got {mode!r}")
     if len(banks) != len(synthetic):
         raise ValueError(f"banks: expected one bank per image ({len(synthetic)}), got {len(banks)}")
+    if fov is not None and fov.shape != (len(synthetic), 1, *synthetic.shape[-2:]):
+        raise ValueError(f"fov: expected ({len(synthetic)}, 1, S, S) like synthetic, got {tuple(fov.shape)}")
     deepest = max(layers, key=detector.layer_names.index)
     _, trace = detector.trace(detector_input(synthetic), until=deepest)
     size = synthetic.shape[-1]
@@ -98,7 +104,11 @@ def pathological_loss(detector: DRDetector, synthetic: torch.Tensor, banks: Sequ
             if mode == "global" and targets:
                 target_gram = torch.stack([g for g, _, _ in targets]).mean(0)
                 target_mean = torch.stack([m for _, m, _ in targets]).mean(0)
-                terms.append((gram(acts) - target_gram).pow(2).mean() + (acts.mean((1, 2)) - target_mean).pow(2).mean())
+                cells = torch.ones_like(acts[:1]) if fov is None else \
+                    torch.nn.functional.interpolate(fov[b:b + 1].to(acts), size=acts.shape[-2:], mode="area")[0]
+                n = cells.sum().clamp(min=1.0)                     # gram(F w) over the FOV's cells, not all of them
+                terms.append((gram(acts, cells) * cells.numel() / n - target_gram).pow(2).mean()
+                             + ((acts * cells).sum((1, 2)) / n - target_mean).pow(2).mean())
                 continue
             for target_gram, target_mean, d in targets if mode == "local" else ():
                 check_placed(d, size)
@@ -272,6 +282,8 @@ def fit_pathogan(detector: DRDetector, healthy: Dataset, bank: DescriptorBank, c
         settings = asdict(config)
         if settings["detail_features"]:          # the default leaves the keys of earlier generators unchanged
             del settings["detail_features"]
+        if config.pathology == "global":         # the global statistics changed; the local generators keep their keys
+            settings["global_statistics"] = GLOBAL_STATISTICS
         key = {"config": settings, "version": LOSS_VERSION, "detector": weights_digest(detector), "bank": bank_digest(bank),
                "data": data_key, "init": weights_digest(generator)}
         path = cache_dir() / "checkpoints" / f"pathogan-{config_hash(key)}.pt"
@@ -324,7 +336,8 @@ def _generator_terms(fake: torch.Tensor, batch: dict[str, torch.Tensor], banks: 
     real = None if real_features is None else [f[batch["index"]] for f in real_features]
     return {"adversarial": adversarial_loss(discriminator(fake, batch["vessels"]), True),
             "detail": detail_loss(features, fake, batch["image"], keep, real),
-            "pathological": pathological_loss(detector, fake, banks, config.pathology, config.loss_layers, scales),
+            "pathological": pathological_loss(detector, fake, banks, config.pathology, config.loss_layers, scales,
+                                              batch["fov"] if config.pathology == "global" else None),
             "tv": total_variation(fake)}
 
 
