@@ -228,4 +228,6 @@ def test_fundus_rows_give_maps_a_colour_bar_and_binary_masks_none():
     fig = plot_fundus_rows({"fundus": torch.rand(2, 3, 16, 16), "lesion mask": mask, "map": torch.rand(2, 16, 16)})
     bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert len(bars) == 1 and bars[0].get_ylabel() == "map / its maximum"     # the map's row only
+    mixed = plot_fundus_rows({"retina | vessel map | synthesis": [torch.rand(3, 16, 16), mask[0], torch.rand(3, 16, 16)]})
+    assert not [ax for ax in mixed.axes if ax.get_label() == "<colorbar>"]      # images beside a binary mask: no bar
     plt.close("all")

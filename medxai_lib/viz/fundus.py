@@ -27,7 +27,7 @@ def plot_fundus_rows(rows: dict[str, torch.Tensor], banks: dict[str, Sequence[De
                      normalized: bool = False, cell_inches: float = 1.9, cmap: str = "magma",
                      map_label: str = "map / its maximum", titles: Sequence[str] | None = None) -> plt.Figure:
     """One row per entry: ``(B, 3, S, S)`` images (or ``(B, S, S)`` maps in [0, 1], drawn with ``cmap`` on a
-    shared 0-1 scale with a colour bar; a row of binary masks, values only 0 and 1, gets no colour bar), with
+    shared 0-1 scale with a colour bar; a row whose maps are all binary, values only 0 and 1, gets none), with
     the boxes of ``banks[row][i]`` outlined in their kind's colour (a legend names the colours). ``titles``: one
     title per column, over the first row."""
     names = list(rows)
@@ -56,7 +56,7 @@ def plot_fundus_rows(rows: dict[str, torch.Tensor], banks: dict[str, Sequence[De
                 raise ValueError(f"titles: expected {ncols} column titles, got {len(titles)}")
             for ax, title in zip(axes[0], titles):
                 ax.set_title(title, fontsize=8)
-        binary = all(item.ndim == 2 and bool(((item == 0) | (item == 1)).all()) for item in rows[name])
+        binary = all(bool(((item == 0) | (item == 1)).all()) for item in rows[name] if item.ndim == 2)   # images aside
         if image is not None and not binary:
             fig.colorbar(image, ax=list(axes[r]), fraction=0.02, pad=0.01).set_label(map_label, fontsize=7)
     if kinds_drawn:
@@ -202,5 +202,6 @@ def plot_inoculation_step(detector: torch.nn.Module, item: dict, generator: torc
                            banks={row: [found, DescriptorBank(), DescriptorBank(), found]}, cell_inches=2.2,
                            map_label="deconvnet / max (mask 0/1)", titles=titles)
     grade = predicted_scores(detector, inoculated.to(next(detector.parameters()).device))[0]
-    fig.suptitle(f"threshold {threshold}: {len(found)} descriptors | inoculated grade {grade:.2f}", fontsize=9)
+    fig.suptitle(f"threshold {threshold}: {len(found)} descriptors | the o_O detector's grade of the inoculated eye {grade:.2f} "
+                 "(circular: it drove the generator)", fontsize=9)
     return fig
