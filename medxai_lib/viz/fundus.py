@@ -79,7 +79,7 @@ def plot_descriptor_gallery(bank: DescriptorBank, images: Sequence[torch.Tensor]
         raise ValueError("bank: empty; nothing to show")
     if len(source_index) < n:
         raise ValueError(f"source_index: expected one image index per descriptor ({n}), got {len(source_index)}")
-    fig, axes = plt.subplots(3, n, figsize=(1.9 * n + 1.0, 6.2), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(3, n, figsize=(2.3 * n + 1.2, 7.6), squeeze=False, layout="constrained")
     shown = [bank[k] for k in range(n)]
     act_max = max(float((d.activation * d.mask).max()) for d in shown) or 1.0
     grams = [d.grams[layer] for d in shown]
@@ -104,7 +104,7 @@ def plot_descriptor_gallery(bank: DescriptorBank, images: Sequence[torch.Tensor]
         axes[2, k].set_xlabel(f"{layer} channel", fontsize=7)
     fig.colorbar(activation, ax=list(axes[1]), fraction=0.03, pad=0.01).set_label("activation x mask\n(shared scale)", fontsize=7)
     fig.colorbar(gram_image, ax=list(axes[2]), fraction=0.03, pad=0.01).set_label(f"Gram entry, {layer}\n(shared scale)", fontsize=7)
-    for r, label in enumerate(("source crop, box", "activation patch", f"Gram matrix {layer}\n(channel x channel)")):
+    for r, label in enumerate(("source crop, box", "activation patch\n(deconvnet map x region)", f"Gram matrix {layer}\n(channel x channel)")):
         axes[r, 0].set_ylabel(label, fontsize=8)
     fig.suptitle("descriptors: the kind is the lesion type visible on most of the region (box outlined)", fontsize=9)
     return fig
@@ -123,7 +123,7 @@ def plot_severity_by_kind(counts: Sequence[int], detector: dict[str, np.ndarray]
     Y-axis in grade units 0-4 (extended below 0 when a regressor scores there)."""
     kinds = list(detector)
     lowest = min([-0.3] + [float(np.asarray(v).mean(1).min()) - 0.2 for v in (second or {}).values()])
-    fig, axes = plt.subplots(1, len(kinds), figsize=(2.7 * len(kinds) + 0.4, 3.0), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.1 * len(kinds) + 0.6, 3.9), sharey=True, squeeze=False)
     x = np.asarray(counts)
     for ax, kind in zip(axes[0], kinds):
         scores = np.asarray(detector[kind])
