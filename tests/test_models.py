@@ -56,3 +56,19 @@ def test_bad_model_arguments(kwargs, name):
         densenet_small(**kwargs)
     with pytest.raises(ValueError, match="block_config"):
         densenet_small(block_config=(2, 2, 2))
+
+
+def test_torchvision_loads_only_when_a_densenet_is_asked_for():
+    """Importing the library for a notebook that trains no DenseNet (01, 02, 05, 06) must not import torchvision
+    (about 1.2-1.8 s per notebook); the DenseNet names still resolve, and an unknown name is an AttributeError."""
+    import subprocess
+    import sys
+    code = ("import sys; import medxai_lib.train.recipes, medxai_lib.evaluate, medxai_lib.explain.activation_network, "
+            "medxai_lib.evaluate.studies.inoculation; print('torchvision' in sys.modules); "
+            "from medxai_lib.models import densenet_small, build_model; print('torchvision' in sys.modules); "
+            "import medxai_lib.models as m; print(m.CamReadyDenseNet.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True", "CamReadyDenseNet"]
+    import medxai_lib.models as models
+    with pytest.raises(AttributeError, match="no attribute 'resnet'"):
+        models.resnet

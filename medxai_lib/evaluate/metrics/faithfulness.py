@@ -10,7 +10,6 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from torchvision.transforms.functional import gaussian_blur
 
 from medxai_lib.models.inference import INFERENCE_BATCH, fast_forward
 from medxai_lib.explain.capture import check_images, check_scores, explaining
@@ -23,6 +22,7 @@ def _probabilities(scores: torch.Tensor) -> torch.Tensor:
 def _baseline_image(images: torch.Tensor, baseline: str | float) -> torch.Tensor:
     if baseline == "blur":
         side = max(3, (min(images.shape[-2:]) // 8) | 1)
+        from torchvision.transforms.functional import gaussian_blur   # torchvision costs ~1.2 s to import: only when blurring
         return gaussian_blur(images, [side, side], [side / 2.0, side / 2.0])
     if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
         return torch.full_like(images, float(baseline))
