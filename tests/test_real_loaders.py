@@ -264,6 +264,10 @@ def test_fundus_sets_on_a_real_root_and_the_detector_recipe_on_kaggle_dr(tmp_pat
     other = TrainedDetector(None, *kaggle_splits_of(root, 9), None)
     with pytest.raises(ValueError, match="data"):
         dr_detector(seed=0, image_size=32, n_train=8, n_val=6, epochs=1, arch="bn_cnn", data=other, data_root=root)
+    from medxai_lib.data import FundusPhantom
+    phantom = TrainedDetector(None, FundusPhantom(3, size=32, seed=9), FundusPhantom(2, size=32, seed=1009), None)
+    with pytest.raises(ValueError, match="data"):              # a phantom-trained detector's data on a real root
+        dr_detector(seed=0, image_size=32, n_train=8, n_val=6, epochs=1, arch="bn_cnn", data=phantom, data_root=root)
     with pytest.raises(ValueError, match="no grade 2-3 eye outside"):
         fundus_sets(root, size=16, n_detector_train=22, n_detector_val=2)
 

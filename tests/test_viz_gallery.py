@@ -118,7 +118,8 @@ def test_inoculation_step_draws_one_eye_with_its_mask_and_inoculation():
     fig = plot_inoculation_step(DRDetector(width=4, dense=8).eval(), item, UNetGenerator((4, 8), width=8, z_dim=6).eval(),
                                 healthy["vessels"][None], healthy["fov"][None], 0.5, source="image 0")
     assert len([ax for ax in fig.axes if ax.images]) == 4
-    assert fig._suptitle.get_text().startswith("threshold 0.5: ") and "inoculated grade" in fig._suptitle.get_text()
+    assert fig._suptitle.get_text().startswith("threshold 0.5: ") and "o_O detector's grade of the inoculated eye" in fig._suptitle.get_text()
+    assert "circular" in fig._suptitle.get_text()                 # the grade of the detector in the loss is labelled
 
 
 def test_notebook_style_follows_the_style_guide_and_names_bad_arguments():

@@ -175,7 +175,8 @@ def dr_detector(seed: int = 0, image_size: int = 96, n_train: int = 900, n_val: 
         same = lambda a, b: getattr(a, "specs", None) == b.specs and getattr(a, "size", None) == image_size  # noqa: E731
     else:
         train, val, _ = kaggle_dr_splits(folders["KaggleDR"], image_size, n_train, n_val, 0, seed)
-        same = lambda a, b: np.array_equal(getattr(a, "indices", []), b.indices) and a.base.size == image_size  # noqa: E731
+        same = lambda a, b: (np.array_equal(getattr(a, "indices", []), b.indices)  # noqa: E731
+                             and getattr(getattr(a, "base", None), "size", None) == image_size)
     if data is not None:
         if not (same(data.train, train) and same(data.val, val)):
             raise ValueError("data: its eyes differ from this call's (seed, image_size, n_train, n_val, data_root); "

@@ -193,7 +193,8 @@ class FundusItems(Dataset):
 def kaggle_dr_splits(root: str | Path, size: int = 96, n_train: int = 800, n_val: int = 240, n_source: int = 0,
                      seed: int = 0) -> tuple[FundusItems, FundusItems, FundusItems | None]:
     """Kaggle DR (``root`` holds ``trainLabels.csv`` and ``train/``) split by patient into a training part
-    (``n_train`` eyes), a held-out part (``n_val`` eyes) and, with ``n_source > 0``, up to ``n_source`` grade 2-3
+    (``n_train`` eyes, one more when the last patient's two eyes would straddle the count), a held-out part
+    (``n_val`` eyes, likewise) and, with ``n_source > 0``, up to ``n_source`` grade 2-3
     eyes of further held-out patients (notebook 06's descriptor sources, raw [0, 1] images). Patients are
     shuffled by ``seed``; both eyes of a patient always land in the same part."""
     for name, value in (("n_train", n_train), ("n_val", n_val)):
