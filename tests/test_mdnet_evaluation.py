@@ -124,6 +124,21 @@ def test_meteor_matches_pycocoevalcap_and_ranks_sensibly():
     assert per_image.shape == (2,) and score > 0.9 and worse < score
 
 
+@pytest.mark.skipif(not meteor_available(), reason="METEOR needs java and pycocoevalcap")
+def test_a_meteor_process_started_early_scores_the_same_and_is_shut_down():
+    from medxai_lib.evaluate.metrics.text import meteor_systems, start_meteor
+    refs = [["the heart is normal in size .".split()], ["no pleural effusion is seen .".split()]]
+    systems = {"copy": [r[0] for r in refs], "other": ["the lungs are clear .".split(), "the heart is large .".split()]}
+    scorer = start_meteor()
+    early = meteor_systems(systems, refs, scorer)
+    assert scorer.meteor_p.poll() is not None                               # shut down after use
+    again = meteor_systems(systems, refs, scorer)                           # a dead process is replaced, not reused
+    fresh = meteor_systems(systems, refs)
+    for name in systems:
+        assert early[name][0] == pytest.approx(fresh[name][0]) == pytest.approx(again[name][0])
+        assert np.allclose(early[name][1], fresh[name][1])
+
+
 def test_histology_grade_correlation_option():
     default = HistologyPhantom(30, size=32, seed=3)
     assert default.grade_correlation is None

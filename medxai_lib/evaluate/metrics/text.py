@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import shutil
 from collections import Counter
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -155,15 +155,25 @@ def meteor(candidates: Sequence[Tokens], references: Sequence[Sequence[Tokens]])
     return meteor_systems({"": candidates}, references)[""]
 
 
-def meteor_systems(systems: dict[str, Sequence[Tokens]], references: Sequence[Sequence[Tokens]]
-                   ) -> dict[str, tuple[float, np.ndarray]]:
-    """:func:`meteor` for several systems against the same references, in ONE Java process."""
-    for name, candidates in systems.items():
-        _check_pairs(candidates, references)
+def start_meteor() -> Any:
+    """Start METEOR 1.5's Java process now and return it: the jar loads its paraphrase table (about 7 s on one
+    core) in the background while Python goes on; pass it to :func:`meteor_systems` (``scorer``), which uses it
+    and shuts it down. Raises RuntimeError without Java."""
     if not meteor_available():
         raise RuntimeError("meteor: needs `java` on the PATH and pycocoevalcap (its METEOR 1.5 jar)")
     from pycocoevalcap.meteor.meteor import Meteor
-    scorer = Meteor()
+    return Meteor()
+
+
+def meteor_systems(systems: dict[str, Sequence[Tokens]], references: Sequence[Sequence[Tokens]],
+                   scorer: Any = None) -> dict[str, tuple[float, np.ndarray]]:
+    """:func:`meteor` for several systems against the same references, in ONE Java process: ``scorer`` from
+    :func:`start_meteor` (started earlier, so its start-up overlaps other work), or a new one when it is None or
+    has already been shut down. The process is shut down afterwards."""
+    for name, candidates in systems.items():
+        _check_pairs(candidates, references)
+    if scorer is None or scorer.meteor_p.poll() is not None:
+        scorer = start_meteor()
     gts = {i: [" ".join(r) for r in refs] for i, refs in enumerate(references)}
     out = {}
     try:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -289,8 +289,10 @@ def keyword_mentions(texts: Sequence[str], keyword: str, negation_aware: bool) -
 
 # ---- scoring several report generators at once --------------------------------------------------------------
 def score_reports(systems: dict[str, Sequence[str]], references: Sequence[Sequence[str]], grades: np.ndarray | None = None,
-                  with_meteor: bool = False) -> tuple["pandas.DataFrame", dict[str, dict[str, np.ndarray]]]:
-    """BLEU-1..4, METEOR (when ``with_meteor``), ROUGE-L, CIDEr-D and (with ``grades (N, 5)``) attribute
+                  with_meteor: bool = False, meteor_scorer: Any = None
+                  ) -> tuple["pandas.DataFrame", dict[str, dict[str, np.ndarray]]]:
+    """BLEU-1..4, METEOR (when ``with_meteor``; ``meteor_scorer``: a process from
+    :func:`~medxai_lib.evaluate.metrics.text.start_meteor`, started earlier), ROUGE-L, CIDEr-D and (with ``grades (N, 5)``) attribute
     accuracy of each system's reports (``systems``: name -> one report per image) against ``references``
     (per image, its reports). Returns ``(table, per-image values)``: per system ``bleu`` (BLEU sufficient
     statistics, see :func:`~medxai_lib.evaluate.metrics.text.bleu_from_statistics`), ``cider``, ``rouge``,
@@ -299,7 +301,7 @@ def score_reports(systems: dict[str, Sequence[str]], references: Sequence[Sequen
     from medxai_lib.evaluate.metrics.text import bleu_from_statistics, bleu_statistics, cider_d_per_image, meteor_systems, rouge_l_per_image
     refs = [[tokenize(r) for r in per_image] for per_image in references]
     rows, units = {}, {}
-    meteors = meteor_systems({n: [tokenize(t) for t in texts] for n, texts in systems.items()}, refs) if with_meteor else {}
+    meteors = meteor_systems({n: [tokenize(t) for t in texts] for n, texts in systems.items()}, refs, meteor_scorer) if with_meteor else {}
     for name, texts in systems.items():
         if len(texts) != len(refs):
             raise ValueError(f"systems[{name!r}]: expected {len(refs)} reports, got {len(texts)}")
