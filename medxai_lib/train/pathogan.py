@@ -80,7 +80,7 @@ def pathological_loss(detector: DRDetector, synthetic: torch.Tensor, banks: Sequ
 
     ``mode="local"``: features inside the descriptor's box, weighted by its activation and mask (Patho-GAN).
     ``mode="global"``: the image's features against the descriptors' mean statistics (style transfer), over the
-    field of view ``fov`` ``(B, 1, S, S)`` when given (each feature cell weighted by the share of it inside the
+    field of view ``fov`` ``(B, 1, S, S)`` when given (the local mode's boxes lie in it already; it ignores ``fov``) (each feature cell weighted by the share of it inside the
     FOV; the black surround is not retina), else over the whole image. Whole-image statistics let the generator
     meet them by painting the rim of the FOV, where the surround's edge dominates the features."""
     if mode not in ("local", "global"):
@@ -336,8 +336,7 @@ def _generator_terms(fake: torch.Tensor, batch: dict[str, torch.Tensor], banks: 
     real = None if real_features is None else [f[batch["index"]] for f in real_features]
     return {"adversarial": adversarial_loss(discriminator(fake, batch["vessels"]), True),
             "detail": detail_loss(features, fake, batch["image"], keep, real),
-            "pathological": pathological_loss(detector, fake, banks, config.pathology, config.loss_layers, scales,
-                                              batch["fov"] if config.pathology == "global" else None),
+            "pathological": pathological_loss(detector, fake, banks, config.pathology, config.loss_layers, scales, batch["fov"]),
             "tv": total_variation(fake)}
 
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -142,6 +141,13 @@ class TrainedDetector:
 DETECTOR_ARCHS = ("o_O", "bn_cnn")
 
 
+def _same_eyes(given: Dataset, wanted: Dataset) -> bool:
+    """Whether ``given`` holds the eyes of ``wanted`` at its size: the same phantom specs, or the same Kaggle DR items."""
+    identity = lambda d: (type(d), getattr(d, "specs", None), list(getattr(d, "indices", [])),  # noqa: E731
+                          getattr(getattr(d, "base", d), "size", None))
+    return identity(given) == identity(wanted)
+
+
 def dr_detector(seed: int = 0, image_size: int = 96, n_train: int = 900, n_val: int = 240, width: int = 16,
                 epochs: int = 15, lr: float = 1e-3, batch_size: int = 32, device: str = "auto",
                 restarts: int = 0, arch: str = "o_O", data: TrainedDetector | None = None,
@@ -172,13 +178,10 @@ def dr_detector(seed: int = 0, image_size: int = 96, n_train: int = 900, n_val: 
     folders = koch_folders(data_root)
     if folders is None:
         train, val = FundusPhantom(n_train, size=image_size, seed=seed), FundusPhantom(n_val, size=image_size, seed=seed + 1000)
-        same = lambda a, b: getattr(a, "specs", None) == b.specs and getattr(a, "size", None) == image_size  # noqa: E731
     else:
         train, val, _ = kaggle_dr_splits(folders["KaggleDR"], image_size, n_train, n_val, 0, seed)
-        same = lambda a, b: (np.array_equal(getattr(a, "indices", []), b.indices)  # noqa: E731
-                             and getattr(getattr(a, "base", None), "size", None) == image_size)
     if data is not None:
-        if not (same(data.train, train) and same(data.val, val)):
+        if not (_same_eyes(data.train, train) and _same_eyes(data.val, val)):
             raise ValueError("data: its eyes differ from this call's (seed, image_size, n_train, n_val, data_root); "
                              "pass a detector trained with the same ones, or None")
         train, val = data.train, data.val

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medxai_lib.data.real.common import ImageListDataset, read_csv, read_image, resize_mask, resolve_inside, to_tensor
+from medxai_lib.data.real.common import ImageListDataset, group_split, read_csv, read_image, resize_mask, resolve_inside, to_tensor
 from medxai_lib.data.transforms import denormalize_image, normalize_image
 
 
@@ -90,7 +90,7 @@ class STARE(Dataset):
         image, vessels = read_image(path, "RGB"), read_image(label, "L")
         if vessels.shape != image.shape[:2]:
             raise ValueError(f"STARE: {label.name} size {vessels.shape} differs from {path.name} {image.shape[:2]}")
-        fov = image.mean(2) > 0.12 * image.mean(2).max()      # no FOV masks in STARE: estimated
+        fov = estimated_fov(torch.from_numpy(image).permute(2, 0, 1).float())[0].numpy()   # no FOV masks in STARE
         return {"image": normalize_image(to_tensor(image, self.size)), "vessels": resize_mask(vessels, self.size),
                 "fov": resize_mask(fov, self.size), "meta": {"image_id": path.name.split(".")[0]}}
 
@@ -179,7 +179,7 @@ class FundusItems(Dataset):
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         item = self.base[int(self.indices[index])]
-        raw = denormalize_image(item["image"])
+        raw = None if self.normalize and "fov" in item else denormalize_image(item["image"])   # the loaders normalise
         out = {"image": item["image"] if self.normalize else raw,
                "fov": item["fov"] if "fov" in item else estimated_fov(raw), "meta": item.get("meta", {})}
         for key in ("vessels", "label"):
@@ -193,26 +193,19 @@ class FundusItems(Dataset):
 def kaggle_dr_splits(root: str | Path, size: int = 96, n_train: int = 800, n_val: int = 240, n_source: int = 0,
                      seed: int = 0) -> tuple[FundusItems, FundusItems, FundusItems | None]:
     """Kaggle DR (``root`` holds ``trainLabels.csv`` and ``train/``) split by patient into a training part
-    (``n_train`` eyes, one more when the last patient's two eyes would straddle the count), a held-out part
-    (``n_val`` eyes, likewise) and, with ``n_source > 0``, up to ``n_source`` grade 2-3
-    eyes of further held-out patients (notebook 06's descriptor sources, raw [0, 1] images). Patients are
-    shuffled by ``seed``; both eyes of a patient always land in the same part."""
+    (about ``n_train`` eyes), a held-out part (about ``n_val``) and, with ``n_source > 0``, up to ``n_source`` grade
+    2-3 eyes of the remaining patients (notebook 06's descriptor sources, raw [0, 1] images): :func:`group_split`
+    with those shares, so both eyes of a patient always land in the same part and patients are shuffled by
+    ``seed``."""
     for name, value in (("n_train", n_train), ("n_val", n_val)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
     base = KaggleDR(root, size=size)
-    by_patient: dict[str, list[int]] = {}
-    for i, patient in enumerate(base.patient_ids):
-        by_patient.setdefault(patient, []).append(i)
-    order = list(by_patient)
-    np.random.default_rng(seed).shuffle(order)
-    parts: list[list[int]] = [[], [], []]
-    grades = base.labels
-    for patient in order:
-        eyes = by_patient[patient]
-        part = 0 if len(parts[0]) < n_train else 1 if len(parts[1]) < n_val else 2
-        parts[part] += eyes if part < 2 else [i for i in eyes if grades[i] in (2, 3)]
-    if not parts[0] or not parts[1]:
-        raise ValueError(f"root: {len(base)} Kaggle DR eyes are too few for a training and a held-out part")
-    source = FundusItems(base, sorted(parts[2])[:n_source], normalize=False) if n_source > 0 and parts[2] else None
-    return FundusItems(base, sorted(parts[0])), FundusItems(base, sorted(parts[1])), source
+    rest = len(base) - n_train - n_val
+    if rest < 0:
+        raise ValueError(f"root: {len(base)} Kaggle DR eyes are too few for {n_train} training and {n_val} held-out eyes")
+    counts = [n_train, n_val] + ([rest] if rest else [])
+    parts = group_split(base.patient_ids, np.array(counts) / len(base), seed=seed) + [np.zeros(0, np.int64)]
+    sources = [int(i) for i in parts[2] if base.labels[i] in (2, 3)][:n_source]
+    source = FundusItems(base, sources, normalize=False) if n_source > 0 and sources else None
+    return FundusItems(base, parts[0]), FundusItems(base, parts[1]), source
