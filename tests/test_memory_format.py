@@ -33,9 +33,12 @@ def _trained(memory_format: str) -> torch.nn.Module:
 
 def test_channels_last_training_gives_the_contiguous_weights_in_the_usual_layout():
     plain, fast = _trained("contiguous"), _trained("channels_last")
+    # The two layouts sum in different orders; Adam turns a float-level difference in a near-zero gradient into up to
+    # one learning rate (1e-3) per step, so after 6 steps a weight may differ by a few 1e-3 (measured 1.9e-3 with one
+    # torch thread, 1.5e-4 with two). A wrong layout (a transposed or permuted kernel) differs by ~0.1-1.
     for (name, a), b in zip(plain.state_dict().items(), fast.state_dict().values()):
         assert b.is_contiguous(), f"{name} left in channels-last order"
-        assert torch.allclose(a.float(), b.float(), atol=2e-4, rtol=1e-3), name
+        assert torch.allclose(a.float(), b.float(), atol=5e-3, rtol=1e-3), name
     x = torch.rand(3, 1, 32, 32)
     assert torch.allclose(plain(x), fast(x), atol=1e-3)
 
