@@ -7,6 +7,8 @@ local generator and one generator per change:
 * ``adversarial off``: adversarial weight 0;
 * ``adversarial x200 (paper's 1)``: weight 1, as in Niu et al.;
 * ``pixel-only detail``: the feature term of the detail loss switched off;
+* ``no disc channel``: the generator sees the vessel map only (the model before the optic-disc channel), so it
+  has to guess the disc from where the vessels converge;
 * ``default, other seed``: the default config with another generator seed — the run-to-run null. A change
   "changes the output" only if it moves the syntheses further than this null does.
 
@@ -31,6 +33,7 @@ import torch
 from medxai_lib.data import FundusPhantom
 from medxai_lib.evaluate.studies.inoculation import disc_edge_ratio, predicted_scores, read_boxes, two_sample_auc
 from medxai_lib.explain.descriptors import DescriptorBank, descriptors_per_image
+from medxai_lib.models.pathogan import anatomy_map
 from medxai_lib.train.pathogan import PathoGANConfig, fit_pathogan, random_placements, synthesize
 from medxai_lib.train.recipes import dr_detector, lesion_type_classifier
 
@@ -38,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "06_koch_descriptors_gan.ipynb"
 VARIANTS = {"default": {}, "adversarial off": {"adversarial_weight": 0.0},
             "adversarial x200 (paper's 1)": {"adversarial_weight": 1.0},
-            "pixel-only detail": {"detail_features": False}, "default, other seed": {"seed_offset": 100}}
+            "pixel-only detail": {"detail_features": False}, "no disc channel": {"disc_channel": False},
+            "default, other seed": {"seed_offset": 100}}
 
 
 def notebook_defaults() -> dict:
@@ -58,7 +62,7 @@ def run_seed(seed: int, p: dict) -> dict[str, dict[str, float]]:
     test = FundusPhantom(p["n_test"], size=size, seed=seed + 4000, healthy=True, normalize=False)
     vessels, fov, real, disc = (torch.stack([test[i][k] for i in range(len(test))]) for k in ("vessels", "fov", "image", "disc"))
     more = FundusPhantom(p["n_realism"], size=size, seed=seed + 5000, healthy=True, normalize=False)
-    v_r, f_r, real_r = (torch.stack([more[i][k] for i in range(len(more))]) for k in ("vessels", "fov", "image"))
+    v_r, f_r, real_r, d_r = (torch.stack([more[i][k] for i in range(len(more))]) for k in ("vessels", "fov", "image", "disc"))
     rng = np.random.default_rng(seed)
     kinds = [k for k in ("haemorrhage", "hard_exudate", "cotton_wool") if len(bank.filter(kind=k))]
     placed = [DescriptorBank.union([random_placements(bank.filter(kind=k), fov[i, 0], 2, rng) for k in kinds])
@@ -71,13 +75,15 @@ def run_seed(seed: int, p: dict) -> dict[str, dict[str, float]]:
         config = PathoGANConfig(steps=p["gan_steps"], width=p["gan_width"], batch_size=p["gan_batch"],
                                 seed=seed + change.get("seed_offset", 0), **settings)
         result = fit_pathogan(detector, healthy, bank, config, data_key=data_key, show_progress=False)
-        inoculated = synthesize(result.generator, vessels, fov, placed).cpu()
-        clean = synthesize(result.generator, vessels, fov, DescriptorBank()).cpu()
+        disc_aware = result.generator.anatomy_channels == 2
+        anatomy, anatomy_r = (anatomy_map(vessels, disc), anatomy_map(v_r, d_r)) if disc_aware else (vessels, v_r)
+        inoculated = synthesize(result.generator, anatomy, fov, placed).cpu()
+        clean = synthesize(result.generator, anatomy, fov, DescriptorBank()).cpu()
         reference = inoculated if reference is None else reference
         rows[name] = {"mean abs pixel change vs default": float((inoculated - reference).abs().mean()),
                       "o_O grade, inoculated": float(predicted_scores(detector, inoculated).mean()),
                       "reader P(lesion) at boxes": float(read_boxes(reader, inoculated, placed).p_lesion.mean()),
-                      "real-vs-synthetic AUC": two_sample_auc(real_r, synthesize(result.generator, v_r, f_r, placed_r).cpu(), seed=seed),
+                      "real-vs-synthetic AUC": two_sample_auc(real_r, synthesize(result.generator, anatomy_r, f_r, placed_r).cpu(), seed=seed),
                       "disc edge / real": float(disc_edge_ratio(clean, real, disc).mean()),
                       "adversarial loss (last 25 steps)": float(np.mean([h["adversarial"] for h in result.history[-25:]]))}
     return rows

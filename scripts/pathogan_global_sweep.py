@@ -31,6 +31,7 @@ import torch
 from medxai_lib.data import fundus_sets
 from medxai_lib.evaluate.studies.inoculation import anatomy_scores, predicted_scores
 from medxai_lib.explain.descriptors import DescriptorBank, descriptors_per_image
+from medxai_lib.models.pathogan import anatomy_map
 from medxai_lib.train.pathogan import PathoGANConfig, box_mask, fit_pathogan, random_placements, synthesize
 from medxai_lib.train.recipes import dr_detector
 
@@ -53,7 +54,8 @@ def run_seed(seed: int, p: dict, weights: list[float]) -> dict[str, dict[str, fl
                            epochs=p["detector_epochs"], restarts=2).model
     sets = fundus_sets(None, size, seed, p["n_source"], p["n_healthy"], p["n_test"], p["n_realism"])
     bank = DescriptorBank.union(descriptors_per_image(detector, sets.source, raw=True, threshold=p["threshold"]))
-    vessels, fov, real = (torch.stack([sets.test[i][k] for i in range(len(sets.test))]) for k in ("vessels", "fov", "image"))
+    vessels, fov, real, disc = (torch.stack([sets.test[i][k] for i in range(len(sets.test))]) for k in ("vessels", "fov", "image", "disc"))
+    anatomy = anatomy_map(vessels, disc)             # the generators' input: vessel map + optic disc
     rng = np.random.default_rng(seed)
     kinds = [k for k in ("haemorrhage", "hard_exudate", "cotton_wool") if len(bank.filter(kind=k))]
     placed = [DescriptorBank.union([random_placements(bank.filter(kind=k), fov[i, 0], 2, rng) for k in kinds])
@@ -65,8 +67,8 @@ def run_seed(seed: int, p: dict, weights: list[float]) -> dict[str, dict[str, fl
                                            for w in weights]:
         config = PathoGANConfig(steps=p["gan_steps"], width=p["gan_width"], batch_size=p["gan_batch"], seed=seed, **change)
         generator = fit_pathogan(detector, sets.healthy, bank, config, data_key=data_key, show_progress=False).generator
-        inoculated = synthesize(generator, vessels, fov, placed).cpu()
-        clean = synthesize(generator, vessels, fov, DescriptorBank()).cpu()
+        inoculated = synthesize(generator, anatomy, fov, placed).cpu()
+        clean = synthesize(generator, anatomy, fov, DescriptorBank()).cpu()
         lift = float((predicted_scores(detector, inoculated) - predicted_scores(detector, clean)).mean())
         local_lift = lift if local_lift is None else local_lift
         rows[name] = {"lift (grade)": lift, "lift / local's": lift / local_lift,

@@ -1,5 +1,7 @@
 """Notebook 06's pieces: the o_O-style detector, the activation network, descriptors and their bank, the
 Patho-GAN networks and losses, with hand computations and an autograd cross-check."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from medxai_lib.explain.activation_network import ActivationNetwork, _conv_back,
 from medxai_lib.explain.descriptors import (Descriptor, DescriptorBank, extract_descriptors, gram, layer_box,
                                             lesion_boxes, threshold_map)
 from medxai_lib.models.detector import DRDetector, SameConv4, grades_from_scores
-from medxai_lib.models.pathogan import RandomFeatureNet, UNetGenerator, VesselDiscriminator
+from medxai_lib.models.pathogan import RandomFeatureNet, UNetGenerator, VesselDiscriminator, anatomy_map
 from medxai_lib.train import TrainConfig
 from medxai_lib.train.pathogan import (PathoGANConfig, adversarial_loss, box_mask, descriptor_maps, detail_loss,
                                        feature_scale, fit_pathogan, matched_placements, pathological_loss, random_placements, synthesize,
@@ -245,6 +247,30 @@ def test_generator_and_discriminator_shapes_and_input_errors():
         VesselDiscriminator(8)(out, vessels[:, :, :16])
 
 
+def test_a_disc_aware_generator_takes_vessels_and_disc_and_names_a_missing_channel():
+    vessels, disc, fov = torch.rand(2, 1, 32, 32).round(), torch.zeros(2, 1, 32, 32), torch.ones(2, 1, 32, 32)
+    disc[..., 10:16, 20:26] = 1
+    both = anatomy_map(vessels, disc)
+    assert both.shape == (2, 2, 32, 32) and torch.equal(both[:, :1], vessels) and torch.equal(both[:, 1:], disc)
+    assert anatomy_map(vessels) is vessels and anatomy_map(vessels[0], disc[0]).shape == (1, 2, 32, 32)
+    torch.manual_seed(0)
+    gen = UNetGenerator((4, 8), width=8, z_dim=6, anatomy_channels=2).eval()
+    z = torch.randn(2, 6)
+    with torch.no_grad():
+        out, moved = gen(both, fov, z), gen(anatomy_map(vessels, disc.roll(8, -1)), fov, z)
+    assert out.shape == (2, 3, 32, 32)
+    assert (out - moved).abs()[..., 10:16, 20:26].mean() > (out - moved).abs()[..., 0:6, 0:6].mean()   # the disc channel is read
+    assert VesselDiscriminator(8, anatomy_channels=2)(out, both).shape == (2, 1, 4, 4)
+    with pytest.raises(ValueError, match="optic-disc mask"):
+        gen(vessels, fov, z)
+    with pytest.raises(ValueError, match=r"\(2, 2, 32, 32\)"):
+        VesselDiscriminator(8, anatomy_channels=2)(out, vessels)
+    with pytest.raises(ValueError, match="anatomy_channels"):
+        UNetGenerator((4, 8), anatomy_channels=3)
+    with pytest.raises(ValueError, match="vessels, disc"):
+        anatomy_map(vessels, disc[:, :, :16])
+
+
 def test_descriptor_maps_paste_features_at_the_box():
     d = _descriptor((8, 8, 12, 12), size=32)
     maps = descriptor_maps([DescriptorBank([d]), DescriptorBank()], 32, (4, 8))
@@ -379,8 +405,15 @@ def test_fit_pathogan_runs_caches_and_rejects_bad_input(detector):
     for p, q in zip(first.generator.parameters(), second.generator.parameters()):
         assert torch.equal(p, q)
     item = healthy[0]
-    out = synthesize(second.generator, item["vessels"], item["fov"], bank)
+    assert second.generator.anatomy_channels == 2                      # disc_channel: vessels and the optic disc
+    out = synthesize(second.generator, anatomy_map(item["vessels"], item["disc"]), item["fov"], bank)
     assert out.shape == (1, 3, 32, 32)
+    vessels_only = fit_pathogan(detector, healthy, bank, replace(config, disc_channel=False), data_key={"test": 1})
+    assert vessels_only.generator.anatomy_channels == 1 and not vessels_only.from_cache
+    assert synthesize(vessels_only.generator, item["vessels"], item["fov"], bank).shape == (1, 3, 32, 32)
+    no_disc = [{k: v for k, v in healthy[i].items() if k != "disc"} for i in range(len(healthy))]
+    with pytest.raises(ValueError, match="'disc'"):
+        fit_pathogan(detector, no_disc, bank, config)
     with pytest.raises(ValueError, match="empty"):
         fit_pathogan(detector, healthy, DescriptorBank(), config)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):

@@ -213,12 +213,41 @@ def test_estimated_fov_keeps_the_bright_disc_and_checks_its_input():
         estimated_fov(torch.zeros(10, 10))
 
 
+def test_estimated_disc_finds_the_phantom_disc_and_checks_its_input():
+    from medxai_lib.data import FundusPhantom, estimated_disc
+    eyes = FundusPhantom(40, size=96, seed=5, normalize=False, cache=False)
+    iou = []
+    for item in eyes:
+        found, true = estimated_disc(item["image"], item["fov"]), item["disc"]
+        assert found.shape == (1, 96, 96) and (found <= item["fov"]).all()
+        iou.append(float((found * true).sum() / ((found + true) > 0).sum()))
+    assert min(iou) > 0.4 and np.mean(iou) > 0.6                       # measured: min 0.48, mean 0.68 over 200 eyes
+    image, fov = torch.full((3, 20, 20), 0.3), torch.zeros(1, 20, 20)
+    fov[:, 2:18, 2:18] = 1
+    image[:, 12:15, 4:7] = 0.9                                          # the brightest spot is the disc
+    disc = estimated_disc(image, fov, radius=0.1)
+    ys, xs = torch.nonzero(disc[0], as_tuple=True)
+    assert abs(ys.float().mean() - 13) <= 1 and abs(xs.float().mean() - 5) <= 1
+    narrow = torch.zeros(1, 20, 20)
+    narrow[:, 9:11, 2:18] = 1                                           # narrower than the disc: searched whole
+    assert (estimated_disc(image, narrow, radius=0.1) <= narrow).all()
+    with pytest.raises(ValueError, match="empty field of view"):
+        estimated_disc(image, torch.zeros(1, 20, 20))
+    with pytest.raises(ValueError, match="fov"):
+        estimated_disc(image, torch.ones(1, 10, 10))
+    with pytest.raises(ValueError, match="radius"):
+        estimated_disc(image, fov, radius=0.7)
+    with pytest.raises(ValueError, match="image"):
+        estimated_disc(torch.zeros(20, 20), fov)
+
+
 def test_fundus_items_give_the_phantom_format(tmp_path, drive_root):
     from medxai_lib.data import FundusItems
     raw = FundusItems(DRIVE(drive_root, "training", size=16), normalize=False)
     item = raw[1]
     assert len(raw) == 2 and 0 <= item["image"].min() and item["image"].max() <= 1
-    assert set(item) == {"image", "fov", "vessels", "meta"}            # DRIVE's own FOV mask and vessels, no lesions
+    assert set(item) == {"image", "fov", "vessels", "disc", "meta"}    # DRIVE's own FOV mask and vessels, no lesions
+    assert item["disc"].shape == (1, 16, 16) and 0 < item["disc"].sum() and (item["disc"] <= item["fov"]).all()
     assert raw[-1] is raw[1]                                           # decoded once, then kept
     kaggle = FundusItems(KaggleDR(_kaggle(tmp_path / "kaggle"), size=16), [3, 0])
     assert kaggle.labels.tolist() == [(1 + 1) % 5, 0] and kaggle.patient_ids == ["1", "0"]

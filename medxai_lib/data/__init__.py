@@ -18,7 +18,8 @@ from medxai_lib.data.real.medmnist import MedMNIST
 from medxai_lib.data.real.mura import MuraDataset
 from medxai_lib.data.real.reports import IUXRayReports  # noqa: F401  (real radiology reports, notebook 05)
 from medxai_lib.data.real.iuxray import IU_CLASSES, IUXRay, iu_xray_split
-from medxai_lib.data.real.retina import DRIVE, STARE, FundusItems, KaggleDR, estimated_fov, kaggle_dr_splits
+from medxai_lib.data.real.retina import (DRIVE, STARE, FundusItems, KaggleDR, estimated_disc, estimated_fov,
+                                        kaggle_dr_splits)
 from medxai_lib.data.real.skin import HAM10000, ISIC2018Task1, ISIC2018Task3
 
 DATA_ENV = "MEDXAI_DATA"
@@ -181,4 +182,4 @@ __all__ = ["ABNORMALITIES", "ATTRIBUTES", "BODY_PARTS", "CONCEPTS", "DATA_ENV", 
            "HAM10000", "HAM_CLASSES", "HISTOLOGY_CLASSES", "HistologyPhantom", "ISIC2018Task1", "ISIC2018Task3", "KaggleDR",
            "LESION_TYPES", "MedMNIST", "MuraDataset", "RadiographPhantom", "STARE", "SkinLesionPhantom",
            "Vocabulary", "dr_grade", "example_indices", "first_studies", "group_split", "histology_class",
-           "estimated_fov", "fundus_sets", "kaggle_dr_splits", "koch_folders", "radiograph_splits", "resolve_data_root", "tokenize"]
+           "estimated_disc", "estimated_fov", "fundus_sets", "kaggle_dr_splits", "koch_folders", "radiograph_splits", "resolve_data_root", "tokenize"]

@@ -1,8 +1,9 @@
 """Patho-GAN networks (after Niu et al. 2019), small enough for a CPU.
 
-* :class:`UNetGenerator`: vessel map + field of view + noise ``z`` (+ descriptor maps at the 1/2 and 1/4
-  encoder scales) -> RGB fundus in [0, 1], black outside the field of view.
-* :class:`VesselDiscriminator`: a patch discriminator that sees the image together with its vessel map.
+* :class:`UNetGenerator`: anatomy map (the vessel map, and the optic-disc mask as a second channel when the
+  generator is built with ``anatomy_channels=2``) + field of view + noise ``z`` (+ descriptor maps at the 1/2
+  and 1/4 encoder scales) -> RGB fundus in [0, 1], black outside the field of view.
+* :class:`VesselDiscriminator`: a patch discriminator that sees the image together with its anatomy map.
 * :func:`descriptor_maps` / :func:`synthesize`: place a descriptor bank on the generator's inputs and draw.
 * :class:`RandomFeatureNet`: a fixed random-weight conv net for the retinal-detail loss when no pretrained
   VGG is available (random features carry texture and colour statistics well enough for that).
@@ -33,15 +34,20 @@ def _up(cin: int, cout: int) -> nn.Sequential:
 
 
 class UNetGenerator(nn.Module):
-    """``(vessels (B, 1, S, S), fov (B, 1, S, S), z (B, z_dim), maps [(B, C1, S/2, S/2), (B, C2, S/4, S/4)])
-    -> (B, 3, S, S)``. ``S`` must be a multiple of 16."""
+    """``(vessels (B, A, S, S), fov (B, 1, S, S), z (B, z_dim), maps [(B, C1, S/2, S/2), (B, C2, S/4, S/4)])
+    -> (B, 3, S, S)``. ``S`` must be a multiple of 16. ``vessels`` is the anatomy map: the vessel map
+    (``anatomy_channels=1``), or the vessel map and the optic-disc mask stacked (``anatomy_channels=2``,
+    :func:`anatomy_map`); without the disc channel the generator has to guess the disc from the vessels."""
 
-    def __init__(self, descriptor_channels: tuple[int, int] = (16, 32), width: int = 32, z_dim: int = 32) -> None:
+    def __init__(self, descriptor_channels: tuple[int, int] = (16, 32), width: int = 32, z_dim: int = 32,
+                 anatomy_channels: int = 1) -> None:
         super().__init__()
-        self.descriptor_channels, self.z_dim = tuple(descriptor_channels), z_dim
+        if anatomy_channels not in (1, 2):
+            raise ValueError(f"anatomy_channels: expected 1 (vessels) or 2 (vessels and optic disc), got {anatomy_channels!r}")
+        self.descriptor_channels, self.z_dim, self.anatomy_channels = tuple(descriptor_channels), z_dim, anatomy_channels
         c1, c2 = self.descriptor_channels
         w = width
-        self.enc1 = _down(2, w, norm=False)                  # S/2
+        self.enc1 = _down(anatomy_channels + 1, w, norm=False)   # S/2
         self.enc2 = _down(w + c1, 2 * w)                     # S/4
         self.enc3 = _down(2 * w + c2, 4 * w)                 # S/8
         self.enc4 = _down(4 * w, 4 * w)                      # S/16
@@ -51,7 +57,7 @@ class UNetGenerator(nn.Module):
         self.dec3 = _up(8 * w, 2 * w)                        # S/4
         self.dec2 = _up(4 * w + c2, w)                       # S/2
         self.dec1 = _up(2 * w + c1, w)                       # S
-        self.out = nn.Conv2d(w + 2, 3, 3, 1, 1)
+        self.out = nn.Conv2d(w + anatomy_channels + 1, 3, 3, 1, 1)
         # descriptor features are tiny next to the other inputs; :func:`fit_pathogan` sets these scales
         # (1 / typical magnitude per channel) from the bank; they are saved with the weights
         self.register_buffer("map_scale1", torch.ones(c1))
@@ -59,13 +65,14 @@ class UNetGenerator(nn.Module):
 
     def check_inputs(self, vessels: torch.Tensor, fov: torch.Tensor, z: torch.Tensor,
                      maps: list[torch.Tensor] | None) -> None:
-        if vessels.ndim != 4 or vessels.shape[1] != 1:
-            raise ValueError(f"vessels: expected (B, 1, S, S), got {tuple(vessels.shape)}")
+        if vessels.ndim != 4 or vessels.shape[1] != self.anatomy_channels:
+            what = "the vessel map" if self.anatomy_channels == 1 else "the vessel map and the optic-disc mask (anatomy_map)"
+            raise ValueError(f"vessels: expected (B, {self.anatomy_channels}, S, S), {what}, got {tuple(vessels.shape)}")
         size = vessels.shape[-1]
         if vessels.shape[-2] != size or size % 16 or size < 32:
             raise ValueError(f"vessels: expected square maps with S a multiple of 16 (>= 32), got {tuple(vessels.shape)}")
-        if fov.shape != vessels.shape:
-            raise ValueError(f"fov: expected the vessel map's shape {tuple(vessels.shape)}, got {tuple(fov.shape)}")
+        if fov.shape != (len(vessels), 1, *vessels.shape[-2:]):
+            raise ValueError(f"fov: expected {(len(vessels), 1, *vessels.shape[-2:])}, got {tuple(fov.shape)}")
         if z.shape != (len(vessels), self.z_dim):
             raise ValueError(f"z: expected ({len(vessels)}, {self.z_dim}), got {tuple(z.shape)}")
         if maps is not None:
@@ -94,16 +101,18 @@ class UNetGenerator(nn.Module):
 
 
 class VesselDiscriminator(nn.Module):
-    """Patch discriminator on ``cat(image (B, 3, S, S), vessels (B, 1, S, S))`` -> logits ``(B, 1, S/8, S/8)``."""
+    """Patch discriminator on ``cat(image (B, 3, S, S), anatomy (B, A, S, S))`` -> logits ``(B, 1, S/8, S/8)``."""
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 32, anatomy_channels: int = 1) -> None:
         super().__init__()
-        self.net = nn.Sequential(_down(4, width, norm=False), _down(width, 2 * width), _down(2 * width, 4 * width),
-                                 nn.Conv2d(4 * width, 1, 3, 1, 1))
+        self.anatomy_channels = anatomy_channels
+        self.net = nn.Sequential(_down(3 + anatomy_channels, width, norm=False), _down(width, 2 * width),
+                                 _down(2 * width, 4 * width), nn.Conv2d(4 * width, 1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor, vessels: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 3 or vessels.shape != (len(images), 1, *images.shape[-2:]):
-            raise ValueError(f"images, vessels: expected (B, 3, S, S) and (B, 1, S, S), got {tuple(images.shape)} "
+        expected = (len(images), self.anatomy_channels, *images.shape[-2:])
+        if images.ndim != 4 or images.shape[1] != 3 or vessels.shape != expected:
+            raise ValueError(f"images, vessels: expected (B, 3, S, S) and {expected}, got {tuple(images.shape)} "
                              f"and {tuple(vessels.shape)}")
         return self.net(torch.cat([images, vessels], 1))
 
@@ -130,6 +139,21 @@ class RandomFeatureNet(nn.Module):
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         f1 = F.relu(self.conv1(images))
         return [f1, F.relu(self.conv3(F.relu(self.conv2(f1))))]
+
+
+def anatomy_map(vessels: torch.Tensor, disc: torch.Tensor | None = None) -> torch.Tensor:
+    """The generator's anatomy input: vessel maps ``(B, 1, S, S)`` alone, or stacked with optic-disc masks
+    ``(B, 1, S, S)`` into ``(B, 2, S, S)`` (a single ``(1, S, S)`` map gives a batch of one)."""
+    if vessels.ndim == 3:
+        vessels = vessels[None]
+    if disc is None:
+        return vessels
+    if disc.ndim == 3:
+        disc = disc[None]
+    if disc.shape != vessels.shape or vessels.shape[1] != 1:
+        raise ValueError(f"vessels, disc: expected two (B, 1, S, S) maps of one shape, got {tuple(vessels.shape)} "
+                         f"and {tuple(disc.shape)}")
+    return torch.cat([vessels, disc.to(vessels)], 1)
 
 
 def descriptor_maps(banks: Sequence[DescriptorBank], size: int, channels: Sequence[int],
@@ -164,15 +188,18 @@ def check_placed(d: Descriptor, size: int) -> None:
 @torch.no_grad()
 def synthesize(generator: UNetGenerator, vessels: torch.Tensor, fov: torch.Tensor,
                banks: Sequence[DescriptorBank] | DescriptorBank, seed: int = 0, chunk: int = 12) -> torch.Tensor:
-    """Fundi ``(B, 3, S, S)`` in [0, 1] from vessel maps and FOVs ``(B, 1, S, S)`` with the lesions of one
+    """Fundi ``(B, 3, S, S)`` in [0, 1] from anatomy maps ``(B, A, S, S)`` (:func:`anatomy_map`; the
+    generator's ``anatomy_channels``) and FOVs ``(B, 1, S, S)`` with the lesions of one
     bank per image (a single bank is used for all). ``z`` is drawn from ``seed`` (same z for each image
     index, so syntheses with different banks differ only by their lesions). The generator runs in eval mode
     on ``chunk`` images at a time (each image is drawn independently; on a CPU a 36-image batch is about 2x
     slower than three of 12; :func:`~medxai_lib.models.inference.in_chunks`)."""
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk: expected a positive int, got {chunk!r}")
-    if vessels.ndim == 3:
-        vessels, fov = vessels[None], fov[None]
+    if vessels.ndim == 3:                    # one eye: (A, S, S) and (1, S, S)
+        vessels = vessels[None]
+    if fov.ndim == 3:
+        fov = fov[None]
     if isinstance(banks, DescriptorBank):
         banks = [banks] * len(vessels)
     if len(banks) != len(vessels):

@@ -23,8 +23,8 @@ from torch.utils.data import Dataset
 
 from medxai_lib.data.lesions import STYLE_LAYERS, DescriptorBank, box_mask, gram, layer_box, resize_patch
 from medxai_lib.models.detector import DRDetector, detector_input
-from medxai_lib.models.pathogan import (RandomFeatureNet, UNetGenerator, VesselDiscriminator, check_placed,
-                                       descriptor_maps, synthesize)
+from medxai_lib.models.pathogan import (RandomFeatureNet, UNetGenerator, VesselDiscriminator, anatomy_map,
+                                       check_placed, descriptor_maps, synthesize)
 from medxai_lib.runtime import (atomic_write, cache_dir, check_memory_format, config_hash, in_memory_format, progress,
                                 resolve_device, seed_everything)
 from medxai_lib.train.fit import weights_digest
@@ -194,6 +194,7 @@ class PathoGANConfig:
     z_dim: int = 32
     seed: int = 0
     memory_format: str = "channels_last"  # training layout of generator and discriminator (same values, 1.6x faster on a CPU)
+    disc_channel: bool = True         # the optic-disc mask as a second anatomy channel (False: vessels only, the earlier model)
 
     def __post_init__(self) -> None:
         check_memory_format(self.memory_format)
@@ -224,9 +225,15 @@ def bank_digest(bank: DescriptorBank) -> str:
     return digest.hexdigest()[:16]
 
 
-def _stack(healthy: Dataset, indices: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+def _stack(healthy: Dataset, indices: np.ndarray, device: torch.device, disc: bool = False) -> dict[str, torch.Tensor]:
+    """Items ``indices`` of ``healthy`` stacked; ``vessels`` is the generator's anatomy map (with ``disc``: the
+    vessel map and the optic-disc mask, :func:`~medxai_lib.models.pathogan.anatomy_map`)."""
     items = [healthy[int(i)] for i in indices]
+    if disc and any("disc" not in item for item in items):
+        raise ValueError("healthy: items without a 'disc' mask; give one (estimated_disc) or train with disc_channel=False")
     batch = {key: torch.stack([item[key] for item in items]).to(device) for key in ("image", "vessels", "fov")}
+    if disc:
+        batch["vessels"] = anatomy_map(batch["vessels"], torch.stack([item["disc"] for item in items]).to(device))
     batch["index"] = torch.as_tensor(np.asarray(indices, dtype=np.int64))
     return batch
 
@@ -257,7 +264,7 @@ def fit_pathogan(detector: DRDetector, healthy: Dataset, bank: DescriptorBank, c
                  data_key: dict[str, Any] | None = None, device: str | torch.device = "auto",
                  show_progress: bool | None = None) -> PathoGANResult:
     """Train a :class:`UNetGenerator` on healthy fundi only (items with ``image`` in [0, 1], ``vessels``,
-    ``fov``), with descriptors from ``bank`` placed at random boxes: every lesion the generator learns to
+    ``fov``, and ``disc`` with ``config.disc_channel``), with descriptors from ``bank`` placed at random boxes: every lesion the generator learns to
     draw comes from the descriptors through the pathological loss. Cached by config, detector weights,
     bank and ``data_key`` when ``data_key`` is given."""
     if len(bank) == 0:
@@ -274,7 +281,8 @@ def fit_pathogan(detector: DRDetector, healthy: Dataset, bank: DescriptorBank, c
     detector.requires_grad_(False)
     layer_channels = tuple(bank[0].features[name].shape[0] for name in STYLE_LAYERS)
     seed_everything(config.seed)
-    generator = UNetGenerator(layer_channels, config.width, config.z_dim).to(device)
+    anatomy = 2 if config.disc_channel else 1
+    generator = UNetGenerator(layer_channels, config.width, config.z_dim, anatomy).to(device)
     for buffer, name in ((generator.map_scale1, STYLE_LAYERS[0]), (generator.map_scale2, STYLE_LAYERS[1])):
         buffer.copy_(torch.from_numpy(1.0 / feature_scale(bank, name)))
     path = None
@@ -282,6 +290,8 @@ def fit_pathogan(detector: DRDetector, healthy: Dataset, bank: DescriptorBank, c
         settings = asdict(config)
         if settings["detail_features"]:          # the default leaves the keys of earlier generators unchanged
             del settings["detail_features"]
+        if not settings["disc_channel"]:         # so do vessel-only generators (the model before the disc channel)
+            del settings["disc_channel"]
         if config.pathology == "global":         # the global statistics changed; the local generators keep their keys
             settings["global_statistics"] = GLOBAL_STATISTICS
         key = {"config": settings, "version": LOSS_VERSION, "detector": weights_digest(detector), "bank": bank_digest(bank),
@@ -290,10 +300,10 @@ def fit_pathogan(detector: DRDetector, healthy: Dataset, bank: DescriptorBank, c
         saved = torch.load(path, map_location=device, weights_only=True) if path.exists() else {}
         if "discriminator" in saved:            # checkpoints without it (older ones) are trained again
             generator.load_state_dict(saved["state_dict"])
-            discriminator = VesselDiscriminator(config.width).to(device)
+            discriminator = VesselDiscriminator(config.width, anatomy).to(device)
             discriminator.load_state_dict(saved["discriminator"])
             return PathoGANResult(generator.eval(), json.loads(saved["history"]), True, path, discriminator.eval())
-    discriminator = VesselDiscriminator(config.width).to(device)
+    discriminator = VesselDiscriminator(config.width, anatomy).to(device)
     history = _train(generator, discriminator, detector, healthy, bank, config, device, show_progress)
     if path is not None:
         cpu = lambda m: {k: v.detach().cpu() for k, v in m.state_dict().items()}  # noqa: E731
@@ -306,7 +316,7 @@ def _batch(healthy: Dataset, bank: DescriptorBank, config: PathoGANConfig, rng: 
            device: torch.device) -> tuple[dict[str, torch.Tensor], list[DescriptorBank], torch.Tensor]:
     """Healthy fundi with 0..max_lesions random placements each: the tensors, one bank per image and
     the detail loss's keep mask ``(B, 1, S, S)`` (the field of view outside the boxes)."""
-    batch = _stack(healthy, rng.integers(len(healthy), size=config.batch_size), device)
+    batch = _stack(healthy, rng.integers(len(healthy), size=config.batch_size), device, config.disc_channel)
     banks = [random_placements(bank, fov[0].cpu(), int(rng.integers(config.max_lesions + 1)), rng) for fov in batch["fov"]]
     return batch, banks, detail_keep_mask(banks, batch["fov"])
 

@@ -181,8 +181,8 @@ def plot_inoculation_step(detector: torch.nn.Module, item: dict, generator: torc
                           fov: torch.Tensor, threshold: float | str, source: str = "") -> plt.Figure:
     """One frame of notebook 06's explorer, everything from the same eye and the same ``threshold``: the
     source fundus (``item``, a :class:`~medxai_lib.data.FundusPhantom` item), its grade-weighted deconvnet
-    map inside the field of view, the thresholded mask, and the healthy ``vessels``/``fov`` ``(1, 1, S, S)``
-    inoculated by ``generator`` with the descriptors found there; the title gives their number and the
+    map inside the field of view, the thresholded mask, and the healthy eye's anatomy map ``vessels``
+    ``(1, A, S, S)`` (the generator's input) and ``fov`` ``(1, 1, S, S)`` inoculated by ``generator`` with the descriptors found there; the title gives their number and the
     detector's grade of the inoculated eye."""
     from medxai_lib.evaluate.studies.inoculation import predicted_scores
     from medxai_lib.explain.activation_network import ActivationNetwork

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch.utils.data import Dataset
 
 from medxai_lib.data.real.common import ImageListDataset, group_split, read_csv, read_image, resize_mask, resolve_inside, to_tensor
@@ -134,12 +135,36 @@ def estimated_fov(image: torch.Tensor) -> torch.Tensor:
     return (brightness > 0.12 * brightness.max()).float()[None]
 
 
+def estimated_disc(image: torch.Tensor, fov: torch.Tensor, radius: float = 0.065) -> torch.Tensor:
+    """``(3, S, S)`` fundus photograph in [0, 1] and its ``(1, S, S)`` field of view -> ``(1, S, S)`` float
+    optic-disc mask: a disc of ``radius`` (fraction of the side; DRIVE's discs are about 0.07) around the
+    brightest spot of the brightness map smoothed at that radius, inside the field of view shrunk by it
+    (the disc is the brightest structure of a fundus photograph). For datasets that ship no disc masks."""
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"image: expected one (3, S, S) image in [0, 1], got shape {tuple(image.shape)}")
+    if fov.shape != (1, *image.shape[-2:]):
+        raise ValueError(f"fov: expected {(1, *image.shape[-2:])}, got {tuple(fov.shape)}")
+    if not 0 < radius < 0.5:
+        raise ValueError(f"radius: expected a fraction of the image side in (0, 0.5), got {radius!r}")
+    size = image.shape[-1]
+    r = radius * size
+    field = fov[0].numpy() > 0.5
+    if not field.any():
+        raise ValueError("fov: empty field of view (a black photograph?); no optic disc to find")
+    inside = ndimage.binary_erosion(field, iterations=max(1, int(round(r))))
+    inside = inside if inside.any() else field        # a field of view narrower than the disc: search all of it
+    smooth = ndimage.uniform_filter(image.mean(0).numpy().astype(np.float64), size=max(3, int(round(2 * r)) | 1))
+    cy, cx = np.unravel_index(np.argmax(np.where(inside, smooth, -np.inf)), smooth.shape)
+    y, x = np.mgrid[:size, :size]
+    return torch.from_numpy(((np.hypot(x - cx, y - cy) <= r) & field).astype(np.float32))[None]
+
+
 class FundusItems(Dataset):
     """A real retina dataset in the fundus phantom's item format (notebook 06): ``image`` (3, S, S)
     ImageNet-normalised, or in [0, 1] with ``normalize=False``; ``fov`` (1, S, S), the dataset's own mask or
-    :func:`estimated_fov`; ``vessels`` (1, S, S) where the dataset has them (DRIVE, STARE); ``label`` where it
-    has one (Kaggle DR grade); ``meta``. Real photographs carry no lesion masks, optic-disc mask or lesion
-    counts, so there is no ``mask``, ``lesions`` or ``disc``.
+    :func:`estimated_fov`; ``disc`` (1, S, S), :func:`estimated_disc` (no dataset here ships disc masks);
+    ``vessels`` (1, S, S) where the dataset has them (DRIVE, STARE); ``label`` where it has one (Kaggle DR grade);
+    ``meta``. Real photographs carry no lesion masks or lesion counts, so there is no ``mask`` or ``lesions``.
 
     ``indices`` selects items of ``base`` (default: all). Decoded items are kept in memory while they fit in
     ``cache_mib`` (fundus photographs are slow to decode and the notebook reads them several times)."""
@@ -179,9 +204,10 @@ class FundusItems(Dataset):
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         item = self.base[int(self.indices[index])]
-        raw = None if self.normalize and "fov" in item else denormalize_image(item["image"])   # the loaders normalise
-        out = {"image": item["image"] if self.normalize else raw,
-               "fov": item["fov"] if "fov" in item else estimated_fov(raw), "meta": item.get("meta", {})}
+        raw = denormalize_image(item["image"])      # the loaders normalise; the FOV and disc rules read raw pixels
+        fov = item["fov"] if "fov" in item else estimated_fov(raw)
+        out = {"image": item["image"] if self.normalize else raw, "fov": fov, "disc": estimated_disc(raw, fov),
+               "meta": item.get("meta", {})}
         for key in ("vessels", "label"):
             if key in item:
                 out[key] = item[key]

@@ -102,7 +102,8 @@ def anatomy_scores(images: torch.Tensor, reference: torch.Tensor, region: torch.
 
 def most_potent(generator: torch.nn.Module, detector: DRDetector, bank: DescriptorBank, vessels: torch.Tensor,
                 fov: torch.Tensor, corner: tuple[int, int], seed: int = 0) -> tuple[int, np.ndarray]:
-    """Inoculate each descriptor of ``bank`` alone at ``corner`` on every vessel map ``(B, 1, S, S)`` and
+    """Inoculate each descriptor of ``bank`` alone at ``corner`` on every anatomy map ``(B, A, S, S)`` (the
+    generator's input: :func:`~medxai_lib.models.pathogan.anatomy_map`) and
     return ``(index of the descriptor that raises the mean predicted grade most, mean grade per descriptor)``.
     Use vessel maps that the experiments do not reuse."""
     if len(bank) == 0:
@@ -216,7 +217,7 @@ def severity_scores(generator: torch.nn.Module, detectors: Mapping[str, torch.nn
                     counts: Sequence[int], classifier: LesionTypeNet | None = None
                     ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Inoculate ``n`` copies of ``descriptor`` (at the first ``n`` of each image's ``corners``) on every
-    vessel map ``(B, 1, S, S)``, for each ``n`` in ``counts`` (one synthesis per ``n``, read by every
+    anatomy map ``(B, A, S, S)`` (the generator's input), for each ``n`` in ``counts`` (one synthesis per ``n``, read by every
     detector). Returns each named detector's grades ``(len(counts), B)`` and, with a ``classifier``, the
     rule's grade of the kinds it reads at the boxes (same shape; the independent reader's severity)."""
     if len(corners) != len(vessels):
@@ -248,16 +249,6 @@ def per_image_spearman(counts: Sequence[int], scores: np.ndarray) -> np.ndarray:
     for column in scores.T:
         out.append(0.0 if np.ptp(column) == 0 else float(spearmanr(counts, column)[0]))
     return np.asarray(out)
-
-
-def shuffled_spearman(counts: Sequence[int], scores: np.ndarray, seed: int = 0) -> np.ndarray:
-    """The null for :func:`per_image_spearman`: each image's scores ``(K, N)`` against its own random
-    permutation of ``counts`` (copies and grade unrelated), ``(N,)``."""
-    scores = np.asarray(scores, dtype=float)
-    if scores.ndim != 2 or scores.shape[0] != len(counts):
-        raise ValueError(f"scores: expected (len(counts), N), got {scores.shape} for {len(counts)} counts")
-    rng = np.random.default_rng(seed)
-    return np.asarray([per_image_spearman(rng.permutation(np.asarray(counts)), column[:, None])[0] for column in scores.T])
 
 
 def median_potent(potency: np.ndarray, kinds: Sequence[str], kind: str | None = None) -> int:
