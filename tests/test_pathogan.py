@@ -435,6 +435,11 @@ def test_synthesize_in_chunks_equals_one_batch_and_uses_eval_statistics():
     banks = [DescriptorBank([d]) if i % 2 else DescriptorBank() for i in range(7)]
     whole = synthesize(gen, vessels, fov, banks, chunk=7)
     assert gen.training                     # the caller's mode is restored
+    assert all(p.is_contiguous() for p in gen.parameters())     # drawn in channels-last order, the layout handed back
+    gen.to(memory_format=torch.channels_last)
+    assert torch.allclose(synthesize(gen, vessels, fov, banks, chunk=7), whole, atol=1e-6)
+    assert gen.enc1[0].weight.is_contiguous(memory_format=torch.channels_last)   # a channels-last caller keeps its layout
+    gen.to(memory_format=torch.contiguous_format)
     for chunk in (1, 3):
         assert torch.allclose(synthesize(gen, vessels, fov, banks, chunk=chunk), whole, atol=1e-6)
     z = torch.from_numpy(np.random.default_rng(0).standard_normal((7, 6)).astype(np.float32))
