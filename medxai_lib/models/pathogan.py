@@ -213,9 +213,10 @@ def synthesize(generator: UNetGenerator, vessels: torch.Tensor, fov: torch.Tenso
     generator.eval()
     # on a CPU the generator runs in channels-last order (oneDNN's fast path: 2.4x faster here, same values up to
     # ~2e-7); its parameters' layout is restored afterwards, also on error
-    layout = "channels_last" if device.type == "cpu" else "contiguous"
-    conv = generator.enc1[0].weight
-    restore = "channels_last" if conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous() else "contiguous"
+    conv = next((p for p in generator.parameters() if p.ndim == 4), None)     # None: not a conv net, run as it is
+    layout = "channels_last" if device.type == "cpu" and conv is not None else "contiguous"
+    restore = ("channels_last" if conv is not None and conv.is_contiguous(memory_format=torch.channels_last)
+               and not conv.is_contiguous() else "contiguous")
     draw = lambda v, f, code, *m: generator(*(in_memory_format(t, layout) for t in (v, f)), code,  # noqa: E731
                                             [in_memory_format(t, layout) for t in m]).contiguous()
     try:
