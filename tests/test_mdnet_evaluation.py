@@ -174,6 +174,10 @@ def test_mdnet_figures_pick_steps_and_share_scales():
     heat = [ax for ax in fig.axes if ax.images]
     assert len(heat) == 2 and heat[0].images[0].norm is heat[1].images[0].norm          # one shared scale
     assert [t.get_text() for t in heat[0].get_xticklabels()] == list(ATTRIBUTES)          # full words, not "crowdi"
+    norm = heat[0].images[0].norm
+    assert norm.vcenter == 1.0 and abs((norm.vmax - 1.0) - (1.0 - norm.vmin)) < 1e-12    # symmetric about uniform attention
+    mixed = plot_ratio_matrices({"a": np.where(np.eye(5) > 0, 2.2, 0.97)}).axes[0].images[0].norm
+    assert mixed(0.97) > 0.45 and mixed(2.2) == 1.0          # beside a 2.2 peak a 3% dip stays near the centre colour
     maps = {"x": torch.randn(3, 4, 4), "y": torch.randn(3, 4, 4)}
     fig = plot_block_maps(torch.zeros(3, 16, 16), maps, ["stem", "block1", "block2"], "normal")
     limits = {ax.images[0].get_clim() for ax in fig.axes if ax.images and ax.images[0].get_cmap().name == "RdBu_r"}

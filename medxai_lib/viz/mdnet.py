@@ -108,15 +108,16 @@ def plot_ratio_matrices(matrices: Mapping[str, np.ndarray], cell_inches: float =
     """Sentence (rows) x region (columns) mean in-region attention ratios, one panel per model, on one
     diverging scale centred on 1 (= uniform attention); values written in the cells."""
     values = np.concatenate([np.asarray(m, dtype=float).ravel() for m in matrices.values()])
-    hi = max(float(np.nanmax(values)), 1.05)
-    norm = TwoSlopeNorm(vcenter=1.0, vmin=min(float(np.nanmin(values)), 0.95), vmax=hi)
+    half = max(float(np.nanmax(np.abs(values - 1.0))), 0.05)      # symmetric about 1: a 3% dip is not painted as a peak
+    norm = TwoSlopeNorm(vcenter=1.0, vmin=1.0 - half, vmax=1.0 + half)
     fig, axes = plt.subplots(1, len(matrices), figsize=(cell_inches * len(matrices) + 1.2, cell_inches + 0.6),
                              squeeze=False, gridspec_kw={"wspace": 0.15})
     heat = None
     for ax, (name, m) in zip(axes[0], matrices.items()):
         heat = ax.imshow(m, cmap="RdBu_r", norm=norm)
         for (r, c), v in np.ndenumerate(np.asarray(m)):
-            ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7)
+            ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if abs(v - 1.0) > 0.6 * half else "black")     # readable on the darkest cells
         ax.set_xticks(range(len(ATTRIBUTES)), list(ATTRIBUTES), fontsize=7, rotation=45, ha="right")
         ax.set_yticks(range(len(ATTRIBUTES)), list(ATTRIBUTES) if ax is axes[0, 0] else [], fontsize=7)   # rows: first panel
         ax.set_xlabel("region of attribute", fontsize=8)
