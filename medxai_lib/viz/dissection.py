@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from medxai_lib.evaluate.studies.dissection import NetworkDissection
-from medxai_lib.evaluate.stats import bootstrap
+from medxai_lib.evaluate.stats import Draws, bootstrap
 from medxai_lib.explain.cam import upsample
 from medxai_lib.viz.colours import CATEGORY_COLOURS, EVIDENCE_COLOUR, draw_contour
 from medxai_lib.viz.overlays import to_display
@@ -121,7 +121,8 @@ def plot_sector_coverage(coverage: torch.Tensor, row_labels: Sequence[str], sect
 def plot_ablation_effects(effects: Mapping[str, np.ndarray], random: Mapping[str, np.ndarray], seed: int = 0,
                           title: str | None = None) -> plt.Figure:
     """Two panels, |ΔP| and signed ΔP (means over images with 95% bootstrap CIs): each group (coloured)
-    beside its size-matched random draws (grey; the small dots are the individual draws' means).
+    beside its size-matched groups of non-concept units (grey: mean over groups and images, with the
+    hierarchical CI over groups x images that the claims use; the small dots are the individual groups' means).
     ``effects``: name -> ``(N,)`` per-image ΔP; ``random``: name -> ``(R, N)``."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.0))
     names = list(effects)
@@ -130,22 +131,22 @@ def plot_ablation_effects(effects: Mapping[str, np.ndarray], random: Mapping[str
             tested, draws = np.asarray(effects[name], float), np.asarray(random[name], float)
             if not signed:
                 tested, draws = np.abs(tested), np.abs(draws)
-            for dx, values, colour, label in ((-0.12, tested, CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)], "units"),
-                                              (0.12, draws.mean(0), "grey", "random")):
+            for dx, values, colour in ((-0.12, tested, CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)]),
+                                       (0.12, Draws(draws, over="random unit group"), "grey")):
                 est = bootstrap(values, seed=seed)
                 ax.errorbar(i + dx, est.value, yerr=[[est.value - est.lo], [est.hi - est.value]], fmt="o",
                             color=colour, capsize=4, markersize=6)
             ax.scatter(np.full(len(draws), i + 0.22), draws.mean(1), s=10, color="grey", alpha=0.6)
-        ax.set_xticks(range(len(names)), [f"{n}\n(vs random)" for n in names], fontsize=8)
+        ax.set_xticks(range(len(names)), [f"{n}\n(vs non-concept)" for n in names], fontsize=8)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_ylabel("signed ΔP(malignant)" if signed else "|ΔP(malignant)|")
         ax.set_title("signed change (< 0: the units supported 'malignant')" if signed else "size of the change",
                      fontsize=9)
     handles = [plt.Line2D([], [], marker="o", linestyle="", color="black", label="units ablated together (95% CI)"),
-               plt.Line2D([], [], marker="o", linestyle="", color="grey", label="as many random units, mean over draws"),
-               plt.Line2D([], [], marker="o", linestyle="", color="grey", alpha=0.6, markersize=3, label="one random draw")]
-    axes[1].legend(handles=handles, fontsize=8, loc="best")
+               plt.Line2D([], [], marker="o", linestyle="", color="grey", label="as many non-concept units (95% CI over groups x lesions)"),
+               plt.Line2D([], [], marker="o", linestyle="", color="grey", alpha=0.6, markersize=3, label="one group of non-concept units")]
+    fig.legend(handles=handles, fontsize=8, loc="lower center", ncol=3, frameon=False)   # below the panels: hides no point
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
