@@ -110,3 +110,25 @@ def test_predict_logits_occlusion_and_deletion_equal_the_plain_forward():
     assert torch.allclose(curves, many["m"][0], atol=1e-5)
     assert torch.allclose(curves[:, 0], torch.softmax(plain, 1)[:, 1], atol=1e-5)
     assert all(_layouts(model))
+
+
+def test_further_inputs_go_channels_last_with_the_images():
+    class TwoInputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.seen: list[bool] = []
+
+        def forward(self, x, mask, maps):
+            self.seen += [t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() for t in (mask, *maps)]
+            return self.conv(x) * mask + sum(m.mean() for m in maps)
+
+    model = TwoInputs().eval()
+    x, mask, maps = torch.randn(2, 3, 8, 8), torch.rand(2, 4, 8, 8), [torch.randn(2, 5, 4, 4)]
+    with torch.no_grad():
+        expected = model(x, mask, maps)
+        model.seen.clear()
+        with fast_forward(model) as run:
+            out = run(x, mask, maps)
+    assert model.seen == [True, True] and torch.allclose(out, expected, atol=1e-6) and out.is_contiguous()
+    assert all(_layouts(model))

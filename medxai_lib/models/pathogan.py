@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medxai_lib.data.lesions import STYLE_LAYERS, Descriptor, DescriptorBank, layer_box, resize_patch
-from medxai_lib.models.inference import in_chunks
-from medxai_lib.runtime import in_memory_format
+from medxai_lib.models.inference import fast_forward, in_chunks
 
 
 def _down(cin: int, cout: int, norm: bool = True) -> nn.Sequential:
@@ -211,18 +210,10 @@ def synthesize(generator: UNetGenerator, vessels: torch.Tensor, fov: torch.Tenso
     maps = descriptor_maps(banks, vessels.shape[-1], generator.descriptor_channels, device=device)
     was_training = generator.training
     generator.eval()
-    # on a CPU the generator runs in channels-last order (oneDNN's fast path: 2.4x faster here, same values up to
-    # ~2e-7); its parameters' layout is restored afterwards, also on error
-    conv = next((p for p in generator.parameters() if p.ndim == 4), None)     # None: not a conv net, run as it is
-    layout = "channels_last" if device.type == "cpu" and conv is not None else "contiguous"
-    restore = ("channels_last" if conv is not None and conv.is_contiguous(memory_format=torch.channels_last)
-               and not conv.is_contiguous() else "contiguous")
-    draw = lambda v, f, code, *m: generator(*(in_memory_format(t, layout) for t in (v, f)), code,  # noqa: E731
-                                            [in_memory_format(t, layout) for t in m]).contiguous()
-    try:
-        in_memory_format(generator, layout)
-        out = in_chunks(draw, vessels.to(device), fov.to(device), z.to(device), *maps, size=chunk)
+    try:       # on a CPU in channels-last order (2.4x faster here, same values up to ~2e-7), layout restored after
+        with fast_forward(generator) as run:
+            out = in_chunks(lambda v, f, code, *m: run(v, f, code, list(m)), vessels.to(device), fov.to(device),
+                            z.to(device), *maps, size=chunk)
     finally:
-        in_memory_format(generator, restore)
         generator.train(was_training)
     return out

@@ -80,8 +80,9 @@ def pathological_loss(detector: DRDetector, synthetic: torch.Tensor, banks: Sequ
 
     ``mode="local"``: features inside the descriptor's box, weighted by its activation and mask (Patho-GAN).
     ``mode="global"``: the image's features against the descriptors' mean statistics (style transfer), over the
-    field of view ``fov`` ``(B, 1, S, S)`` when given (the local mode's boxes lie in it already; it ignores ``fov``) (each feature cell weighted by the share of it inside the
-    FOV; the black surround is not retina), else over the whole image. Whole-image statistics let the generator
+    field of view ``fov`` ``(B, 1, S, S)`` when given (each feature cell weighted by the share of it inside the
+    FOV; the black surround is not retina), else over the whole image; the local mode ignores ``fov`` (its boxes
+    lie inside the FOV already). Whole-image statistics let the generator
     meet them by painting the rim of the FOV, where the surround's edge dominates the features."""
     if mode not in ("local", "global"):
         raise ValueError(f"mode: expected 'local' or 'global', got {mode!r}")
