@@ -166,3 +166,17 @@ def test_the_wheel_holds_every_file_of_the_package(tmp_path):
              if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
     assert not files - inside, f"missing from the wheel: {sorted(files - inside)}"
     assert "Requires-Dist: captum>=0.8" in metadata
+
+
+def test_make_test_notebooks_runs_every_notebook_once_slowest_first_with_one_thread_per_kernel():
+    """nbval's notebook list is built by the Makefile (slowest first, then the rest): a notebook left out would
+    never be tested, one listed twice would run twice; two kernels on two cores must not oversubscribe them."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    dry = subprocess.run(["make", "-n", "-o", "install", "test-notebooks"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    listed = re.findall(r"notebooks/\d\d_[\w-]+\.ipynb", dry)
+    on_disk = sorted(f"notebooks/{p.name}" for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert sorted(listed) == on_disk and len(set(listed)) == len(listed)
+    assert listed[0].startswith("notebooks/06_")
+    assert "OMP_NUM_THREADS=1" in dry and "--dist loadfile" in dry and "--nbval-lax" in dry
