@@ -182,3 +182,95 @@ def test_mdnet_figures_pick_steps_and_share_scales():
     fig = plot_block_maps(torch.zeros(3, 16, 16), maps, ["stem", "block1", "block2"], "normal")
     limits = {ax.images[0].get_clim() for ax in fig.axes if ax.images and ax.images[0].get_cmap().name == "RdBu_r"}
     assert len(limits) == 1 and list(limits)[0][0] == -list(limits)[0][1]                # symmetric, shared
+
+
+def test_mdnet_map_figures_draw_panels_of_at_least_180_pixels():
+    """The style guide's minimum panel size at the notebooks' 100 dpi (the panels were 136 px when the
+    figure's height, not its width, bounded the square panels)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from medxai_lib.viz.mdnet import plot_attention_strip, plot_block_maps
+    maps = {"ensemble": torch.randn(5, 8, 8), "additive": torch.randn(5, 8, 8)}
+    words = "there is severe cell crowding . polarity is preserved . there is frequent mitosis .".split()
+    figures = [plot_block_maps(torch.rand(3, 64, 64), maps, ["stem", "b1", "b2", "b3", "b4"], "high grade"),
+               plot_attention_strip(torch.rand(3, 64, 64), words, torch.rand(len(words), 8, 8), torch.ones(5, 64, 64), "MDNet")]
+    for fig in figures:
+        fig.set_dpi(100)
+        fig.canvas.draw()
+        panels = [ax.get_window_extent() for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+        assert len(panels) >= 4 and min(min(b.width, b.height) for b in panels) >= 180
+
+
+def _tiny_mdnet_setup():
+    from medxai_lib.models.mdnet import MDNet
+    ds = HistologyPhantom(10, size=32, seed=3, grade_correlation=0.0)
+    vocab = ds.vocabulary()
+    models = []
+    for s in (0, 1):
+        torch.manual_seed(s)
+        models.append(MDNet(len(vocab)).eval())
+    images = torch.stack([ds[i]["image"] for i in range(len(ds))])
+    return ds, vocab, models, images
+
+
+def test_fair_report_systems_use_the_model_s_own_predictions_and_features():
+    from medxai_lib.evaluate.studies.mdnet import fair_report_systems
+    ds, vocab, models, images = _tiny_mdnet_setup()
+    train, test = slice(0, 6), slice(6, 10)
+    systems, probs = fair_report_systems(models[0], images[test], images[train], ds.reports[train], ds.labels[train], vocab, 4)
+    assert probs.shape == (4, 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    tokens, _ = models[0].generate(images[test], vocab.stoi["<bos>"], vocab.stoi["<eos>"], max_len=48)
+    assert systems["MDNet"] == [vocab.decode(t) for t in tokens]
+    templates = class_templates(ds.reports[train], ds.labels[train], 4)
+    assert systems["template of the predicted class"] == [templates[c] for c in probs.argmax(1)]
+    with torch.no_grad():                                   # by hand: cosine nearest neighbour on GAP features
+        a = models[0].image.features(images[train]).mean((2, 3)).numpy()
+        b = models[0].image.features(images[test]).mean((2, 3)).numpy()
+    a, b = a / np.linalg.norm(a, axis=1, keepdims=True), b / np.linalg.norm(b, axis=1, keepdims=True)
+    assert systems["nearest neighbour report"] == [ds.reports[int(j)][0] for j in (b @ a.T).argmax(1)]
+    other, _ = fair_report_systems(models[1], images[test], images[train], ds.reports[train], ds.labels[train], vocab, 4)
+    assert other["MDNet"] != systems["MDNet"] or other["nearest neighbour report"] != systems["nearest neighbour report"]
+    with pytest.raises(ValueError, match="one per training image"):
+        fair_report_systems(models[0], images[test], images[train], ds.reports[train], ds.labels[:5], vocab, 4)
+
+
+def test_per_model_report_scores_stack_one_row_per_model():
+    from medxai_lib.evaluate.studies.mdnet import per_model_report_scores
+    refs = [["a b . c d .", "a b . c e ."], ["a x . c d .", "a b . c d ."], ["q . c e .", "q . c e ."]]
+    tok = lambda texts: [t.split() for t in texts]                                  # noqa: E731
+    first = {"model": ["a b . c d .", "q . c e .", "a x ."], "constant": ["a b . c d ."] * 3}
+    second = {"model": ["q . c e .", "a b . c d .", "q . c e ."], "constant": ["a b . c d ."] * 3}
+    out = per_model_report_scores([first, second], refs)
+    assert set(out) == {"model", "constant"} and set(out["model"]) == {"cider"}
+    assert out["model"]["cider"].shape == (2, 3)
+    assert np.allclose(out["model"]["cider"][1], cider_d_per_image(tok(second["model"]), [tok(r) for r in refs]))
+    assert np.array_equal(out["constant"]["cider"][0], out["constant"]["cider"][1])      # the same for every model
+    assert not np.array_equal(out["model"]["cider"][0], out["model"]["cider"][1])
+    graded = per_model_report_scores([first], refs, grades=np.zeros((3, 5), dtype=int))
+    assert graded["model"]["attributes"].shape == (1, 3)
+    with pytest.raises(ValueError, match="same systems"):
+        per_model_report_scores([first, {"model": first["model"]}], refs)
+    with pytest.raises(ValueError, match="none"):
+        per_model_report_scores([], refs)
+
+
+def test_retrieval_per_model_scores_each_model_s_rankings():
+    from medxai_lib.evaluate.studies.mdnet import (QUERIES, average_precision, class_only_scores, query_prefixes,
+                                                   relevant_images, retrieval_per_model, retrieve_by_symptoms)
+    from medxai_lib.train.mdnet import report_log_likelihood
+    ds, vocab, models, images = _tiny_mdnet_setup()
+    texts = [[ds.reports[i][0] for i in range(len(ds))], [ds.reports[i][1] for i in range(len(ds))]]
+    probs = [np.full((len(ds), 4), 0.25), np.eye(4)[ds.labels]]
+    queries = QUERIES[:3]
+    log_p = [lambda q, m=m, t=t: report_log_likelihood(m, images, vocab, q, prefixes=query_prefixes(t, q)) for m, t in zip(models, texts)]
+    out = retrieval_per_model(log_p, texts, probs, ds.labels, ds.grades, ds.grades, queries)
+    assert {k: v.shape for k, v in out.items()} == {k: (2, 3) for k in ("log p(query | I)", "generated report", "predicted class only")}
+    q = queries[2]
+    rel = relevant_images(q, ds.grades)
+    assert out["log p(query | I)"][1, 2] == pytest.approx(
+        average_precision(report_log_likelihood(models[1], images, vocab, q, prefixes=query_prefixes(texts[1], q)), rel))
+    assert out["generated report"][0, 2] == pytest.approx(average_precision(retrieve_by_symptoms(q, texts[0], 1 - probs[0][:, 0]), rel))
+    assert out["predicted class only"][1, 2] == pytest.approx(
+        average_precision(class_only_scores(probs[1], ds.labels, relevant_images(q, ds.grades)), rel))
+    with pytest.raises(ValueError, match="one of each per model"):
+        retrieval_per_model(log_p, texts[:1], probs, ds.labels, ds.grades, ds.grades, queries)

@@ -29,8 +29,8 @@ def plot_block_maps(image: torch.Tensor, maps: Mapping[str, torch.Tensor], block
     shown = {name: _upsample(m, size) for name, m in maps.items()}
     limit = max(float(np.abs(m).max()) for m in shown.values()) or 1.0
     ncols = 1 + max(len(m) for m in shown.values())
-    fig, axes = plt.subplots(len(shown), ncols, figsize=(cell_inches * ncols + 1.0, cell_inches * len(shown) + 0.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(shown), ncols, figsize=(cell_inches * ncols + 1.2, (cell_inches + 0.35) * len(shown) + 0.7),
+                             squeeze=False, layout="constrained")      # square panels of about cell_inches (>= 180 px at 100 dpi)
     base = to_display(image)
     heat = None
     for row, (name, m) in enumerate(shown.items()):
@@ -48,7 +48,7 @@ def plot_block_maps(image: torch.Tensor, maps: Mapping[str, torch.Tensor], block
         ax.set_xticks([]), ax.set_yticks([])
     fig.colorbar(heat, ax=axes, shrink=0.7, label=f"contribution to the '{class_name}' score (shared scale)")
     fig.suptitle(f"Decoupled output for class '{class_name}': each block's map w_m^c · F_m\n"
-                 "(panel title: the map's mean = the block's contribution to the logit)", fontsize=10, x=0.45)
+                 "(panel title: the map's mean = the block's contribution to the logit)", fontsize=10)
     return fig
 
 
@@ -84,7 +84,8 @@ def plot_attention_strip(image: torch.Tensor, words: Sequence[str], attention: t
     maps = _upsample(attention[[t for t, _, _ in picked]], size)
     maps = maps / maps.sum((1, 2), keepdims=True) * maps[0].size                # 1 = uniform attention
     vmax = float(maps.max())
-    fig, axes = plt.subplots(1, len(picked) + 1, figsize=(cell_inches * (len(picked) + 1) + 1.0, cell_inches + 0.9))
+    fig, axes = plt.subplots(1, len(picked) + 1, figsize=(cell_inches * (len(picked) + 1) + 1.2, cell_inches + 1.1),
+                             layout="constrained")                     # square panels of about cell_inches (>= 180 px at 100 dpi)
     base = to_display(image)
     axes[0].imshow(base)
     axes[0].set_title("image", fontsize=9)
@@ -100,7 +101,7 @@ def plot_attention_strip(image: torch.Tensor, words: Sequence[str], attention: t
         ax.set_xticks([]), ax.set_yticks([])
     fig.colorbar(heat, ax=axes, shrink=0.8, label="attention / uniform (shared scale)")
     fig.suptitle(f"{model_name}: attention at the word naming each attribute (its sentence's middle word if none does)\n"
-                 "(contour: that attribute's region; none drawn when the grade is 0)", fontsize=9, x=0.45)
+                 "(contour: that attribute's region; none drawn when the grade is 0)", fontsize=9)
     return fig
 
 

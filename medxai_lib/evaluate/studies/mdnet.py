@@ -248,6 +248,69 @@ def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
     return retrieval_scores(scores, relevant, k=1)["AP"]
 
 
+# ---- over model seeds: one row per trained model ------------------------------------------------------------
+def fair_report_systems(model: torch.nn.Module, images: torch.Tensor, train_images: torch.Tensor,
+                        train_reports: Sequence[Sequence[str]], train_labels: np.ndarray, vocab: Vocabulary,
+                        num_classes: int, max_len: int = 48) -> tuple[dict[str, list[str]], np.ndarray]:
+    """One trained MDNet's greedy reports and the two fair baselines that use the same model: the template of the
+    class it predicts (:func:`class_templates`, training reports only) and the first report of the training image
+    nearest in its feature space (:func:`nearest_neighbour_reports`, GAP of ``image.features``). ``images
+    (N, 3, S, S)``, ``train_images (M, 3, S, S)``; returns ``({system: N reports}, probabilities (N, K))``."""
+    from medxai_lib.models.inference import in_chunks
+    if len(train_images) != len(train_reports) or len(train_reports) != len(train_labels):
+        raise ValueError(f"train_images, train_reports, train_labels: expected one per training image, got "
+                         f"{len(train_images)}, {len(train_reports)}, {len(train_labels)}")
+    tokens, _ = model.generate(images, vocab.stoi["<bos>"], vocab.stoi["<eos>"], max_len=max_len)
+    with torch.no_grad():
+        probs = torch.softmax(in_chunks(model.diagnose, images), 1).cpu().numpy()
+        gap = lambda x: in_chunks(model.image.features, x).mean((2, 3)).cpu().numpy()      # noqa: E731
+        neighbours = nearest_neighbour_reports(gap(train_images), gap(images), train_reports)
+    templates = class_templates(train_reports, np.asarray(train_labels), num_classes)
+    return ({"MDNet": [vocab.decode(t) for t in tokens], "template of the predicted class": [templates[c] for c in probs.argmax(1)],
+             "nearest neighbour report": neighbours}, probs)
+
+
+def per_model_report_scores(systems_per_model: Sequence[dict[str, Sequence[str]]], references: Sequence[Sequence[str]],
+                            grades: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """CIDEr-D (and, with ``grades (N, 5)``, attribute accuracy) per image of every system, one row per model:
+    ``{system: {"cider": (S, N), "attributes": (S, N)}}`` from ``systems_per_model`` (one dict per model, e.g.
+    :func:`fair_report_systems` of each seed's MDNet). Rows of a system that is the same for every model
+    (a constant report) are equal."""
+    if len(systems_per_model) == 0:
+        raise ValueError("systems_per_model: expected one dict of systems per model, got none")
+    names = set(systems_per_model[0])
+    if any(set(s) != names for s in systems_per_model):
+        raise ValueError("systems_per_model: every model needs the same systems")
+    rows = [score_reports(dict(s), references, grades)[1] for s in systems_per_model]
+    keys = ["cider"] + (["attributes"] if grades is not None else [])
+    return {n: {k: np.stack([r[n][k] for r in rows]) for k in keys} for n in systems_per_model[0]}
+
+
+def retrieval_per_model(query_scores: Sequence[Any], reports_per_model: Sequence[Sequence[str]],
+                        probabilities_per_model: Sequence[np.ndarray], train_labels: np.ndarray, train_grades: np.ndarray,
+                        test_grades: np.ndarray, queries: Sequence[str] = QUERIES) -> dict[str, np.ndarray]:
+    """Average precision per query of three rankings for every model (one row per model, ``(S, Q)``):
+    ``query_scores[s](query)``, model s's score of each test image for the query (``log p(query | I)``:
+    ``train.mdnet.report_log_likelihood`` after the model's own earlier sentences, :func:`query_prefixes`),
+    parsing the model's generated report (:func:`retrieve_by_symptoms`) and the predicted class alone
+    (:func:`class_only_scores`). Relevance: :func:`relevant_images` of the true grades."""
+    if not (len(query_scores) == len(reports_per_model) == len(probabilities_per_model)) or len(query_scores) == 0:
+        raise ValueError(f"query_scores, reports_per_model, probabilities_per_model: expected one of each per model, got "
+                         f"{len(query_scores)}, {len(reports_per_model)}, {len(probabilities_per_model)}")
+    out: dict[str, list[list[float]]] = {"log p(query | I)": [], "generated report": [], "predicted class only": []}
+    for score, texts, probs in zip(query_scores, reports_per_model, probabilities_per_model):
+        rows: dict[str, list[float]] = {k: [] for k in out}
+        for q in queries:
+            relevant = relevant_images(q, test_grades)
+            rows["log p(query | I)"].append(average_precision(np.asarray(score(q)), relevant))
+            rows["generated report"].append(average_precision(retrieve_by_symptoms(q, texts, 1 - probs[:, 0]), relevant))
+            rows["predicted class only"].append(average_precision(
+                class_only_scores(probs, train_labels, relevant_images(q, train_grades)), relevant))
+        for k in out:
+            out[k].append(rows[k])
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
 # ---- real reports (IU X-ray) --------------------------------------------------------------------------------
 NEGATION_CUES = ("no", "not", "without", "negative", "free", "resolved", "removed", "clear")
 
