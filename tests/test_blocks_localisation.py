@@ -110,3 +110,19 @@ def test_replicate_padding_copies_weights_and_changes_only_the_border():
     assert torch.allclose(a[..., 4:-4, 4:-4], b[..., 4:-4, 4:-4]) and not torch.allclose(a, b)
     with pytest.raises(ValueError, match="model"):
         replicate_padding(torch.nn.Linear(2, 2))
+
+
+def test_chosen_on_half_picks_on_the_selection_and_returns_the_other_half():
+    from medxai_lib.evaluate.studies.blocks import chosen_on_half
+    select = np.arange(6) % 2 == 0
+    units = {"a": {"pointing": np.array([1, 0, 1, 0, 1, 0.]), "energy": np.zeros(6)},      # best on the even units
+             "b": {"pointing": np.array([0, 1, 0, 1, 0, 1.]), "energy": np.ones(6)},       # best on the odd ones
+             "control": {"pointing": np.full(6, 0.5), "energy": np.full(6, 0.5)}}
+    best, held = chosen_on_half(units, ["a", "b"], "pointing", select)
+    assert best == "a"                                        # chosen on the even units, not on all of them
+    assert held["a"]["pointing"].tolist() == [0, 0, 0] and held["control"]["energy"].tolist() == [0.5] * 3
+    assert chosen_on_half(units, ["a", "b"], "energy", select)[0] == "b"
+    with pytest.raises(ValueError, match="select"):
+        chosen_on_half(units, ["a", "b"], "pointing", np.ones(6, dtype=bool))
+    with pytest.raises(ValueError, match="candidates"):
+        chosen_on_half(units, ["a", "z"], "pointing", select)

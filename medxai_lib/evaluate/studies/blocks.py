@@ -147,6 +147,24 @@ def best_of(units: Mapping[str, Mapping[str, np.ndarray]], candidates: Sequence[
             f"{lead}, {verdict}.")
 
 
+def chosen_on_half(units: Mapping[str, Mapping[str, np.ndarray]], candidates: Sequence[str], metric: str,
+                   select: np.ndarray) -> tuple[str, dict[str, dict[str, np.ndarray]]]:
+    """Choose the candidate map set with the highest mean ``metric`` on the ``select`` units (bool ``(N,)``) and
+    return ``(its name, every map set's values on the other units)``: a layer chosen on one half of the studies
+    and tested on the other, so its lead is not the winner's curse of choosing and testing on the same units."""
+    if metric not in METRICS:
+        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+    if not candidates or any(c not in units for c in candidates):
+        raise ValueError(f"candidates: expected names among {list(units)}, got {list(candidates)}")
+    select = np.asarray(select)
+    n = len(next(iter(units.values()))[metric])
+    if select.dtype != bool or select.shape != (n,) or select.all() or not select.any():
+        raise ValueError(f"select: expected a bool ({n},) array with both selection and held-out units")
+    best = max(candidates, key=lambda c: float(np.mean(np.asarray(units[c][metric])[select])))
+    held = {name: {m: np.asarray(v)[~select] for m, v in values.items()} for name, values in units.items()}
+    return best, held
+
+
 def frame_share(maps: torch.Tensor, width: int = 1) -> torch.Tensor:
     """Share of each map's positive mass on its outermost ``width`` rings of cells, ``(B, T, h, w)`` -> ``(B, T)``
     (a map with no positive mass scores 0). Compare with the ring's area share, :func:`frame_area`."""
