@@ -126,3 +126,17 @@ def test_chosen_on_half_picks_on_the_selection_and_returns_the_other_half():
         chosen_on_half(units, ["a", "b"], "pointing", np.ones(6, dtype=bool))
     with pytest.raises(ValueError, match="candidates"):
         chosen_on_half(units, ["a", "z"], "pointing", select)
+
+
+def test_cross_fitted_choice_scores_every_unit_with_a_candidate_chosen_without_it():
+    from medxai_lib.evaluate.studies.blocks import cross_fitted_choice
+    select = np.arange(6) % 2 == 0
+    units = {"a": {"pointing": np.array([1, 0, 1, 0, 1, 0.])},          # best on the even units
+             "b": {"pointing": np.array([0, 1, 0, 1, 0, 1.])},          # best on the odd units
+             "control": {"pointing": np.arange(6.)}}
+    (first, second), values = cross_fitted_choice(units, ["a", "b"], "pointing", select)
+    assert (first, second) == ("a", "b")
+    # odd units (tested with "a", chosen on the even ones), then even units (tested with "b"): the winner's curse
+    # shows as 0 everywhere, where choosing and testing on the same units would have scored 1
+    assert values["chosen"]["pointing"].tolist() == [0, 0, 0, 0, 0, 0]
+    assert values["control"]["pointing"].tolist() == [1, 3, 5, 0, 2, 4]          # the same units, in the same order

@@ -165,6 +165,21 @@ def chosen_on_half(units: Mapping[str, Mapping[str, np.ndarray]], candidates: Se
     return best, held
 
 
+def cross_fitted_choice(units: Mapping[str, Mapping[str, np.ndarray]], candidates: Sequence[str], metric: str,
+                        select: np.ndarray) -> tuple[tuple[str, str], dict[str, dict[str, np.ndarray]]]:
+    """Two folds of :func:`chosen_on_half`: choose on ``select`` and test on the rest, then choose on the rest and
+    test on ``select``, so every unit is scored by a candidate chosen without it. Returns ``((chosen on select,
+    chosen on the rest), values)`` where ``values[name][m]`` holds every unit once, the rest's units first:
+    ``values[name][m]`` for a control is its own values in that order; ``values["chosen"][m]`` is the chosen
+    candidate's on each unit."""
+    first, held_rest = chosen_on_half(units, candidates, metric, select)
+    second, held_select = chosen_on_half(units, candidates, metric, ~np.asarray(select))
+    out = {name: {m: np.concatenate([held_rest[name][m], held_select[name][m]]) for m in values}
+           for name, values in units.items() if name != "chosen"}
+    out["chosen"] = {m: np.concatenate([held_rest[first][m], held_select[second][m]]) for m in units[first]}
+    return (first, second), out
+
+
 def frame_share(maps: torch.Tensor, width: int = 1) -> torch.Tensor:
     """Share of each map's positive mass on its outermost ``width`` rings of cells, ``(B, T, h, w)`` -> ``(B, T)``
     (a map with no positive mass scores 0). Compare with the ring's area share, :func:`frame_area`."""
