@@ -128,25 +128,6 @@ def ci_table(units: Mapping[str, Mapping[str, np.ndarray]], metrics: Sequence[st
     return pd.DataFrame(rows).T.rename_axis("maps")
 
 
-def best_of(units: Mapping[str, Mapping[str, np.ndarray]], candidates: Sequence[str], metric: str = "pointing",
-            n_boot: int = 2000, seed: int = 0) -> str:
-    """A sentence, computed from the data: which candidate scores highest on ``metric`` and whether its lead
-    over the runner-up is outside the paired bootstrap 95% CI."""
-    if metric not in METRICS:
-        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
-    if len(candidates) < 2 or any(c not in units for c in candidates):
-        raise ValueError(f"candidates: expected >= 2 names among {list(units)}, got {list(candidates)}")
-    means = {c: float(np.mean(units[c][metric])) for c in candidates}
-    ranked = sorted(candidates, key=lambda c: -means[c])
-    best, second = ranked[0], ranked[1]
-    lead = difference(np.asarray(units[best][metric], float), np.asarray(units[second][metric], float),
-                      n_boot=n_boot, seed=seed)
-    verdict = ("a lead outside the 95% CI" if lead.lo > 0 else "a lead inside the 95% CI, so the two are not separated")
-    order = " > ".join(f"{c} {fmt(means[c])}" for c in ranked)
-    return (f"By {metric}, {best} localises best as measured ({order}); its lead over {second} is "
-            f"{lead}, {verdict}.")
-
-
 def chosen_on_half(units: Mapping[str, Mapping[str, np.ndarray]], candidates: Sequence[str], metric: str,
                    select: np.ndarray) -> tuple[str, dict[str, dict[str, np.ndarray]]]:
     """Choose the candidate map set with the highest mean ``metric`` on the ``select`` units (bool ``(N,)``) and
@@ -166,18 +147,16 @@ def chosen_on_half(units: Mapping[str, Mapping[str, np.ndarray]], candidates: Se
 
 
 def cross_fitted_choice(units: Mapping[str, Mapping[str, np.ndarray]], candidates: Sequence[str], metric: str,
-                        select: np.ndarray) -> tuple[tuple[str, str], dict[str, dict[str, np.ndarray]]]:
+                        select: np.ndarray) -> tuple[tuple[str, str], dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
     """Two folds of :func:`chosen_on_half`: choose on ``select`` and test on the rest, then choose on the rest and
     test on ``select``, so every unit is scored by a candidate chosen without it. Returns ``((chosen on select,
-    chosen on the rest), values)`` where ``values[name][m]`` holds every unit once, the rest's units first:
-    ``values[name][m]`` for a control is its own values in that order; ``values["chosen"][m]`` is the chosen
-    candidate's on each unit."""
+    chosen on the rest), chosen, values)``: every unit once, the rest's units first, ``chosen[m]`` the chosen
+    candidate's value on each unit and ``values[name][m]`` each map set's own values in the same order."""
     first, held_rest = chosen_on_half(units, candidates, metric, select)
     second, held_select = chosen_on_half(units, candidates, metric, ~np.asarray(select))
-    out = {name: {m: np.concatenate([held_rest[name][m], held_select[name][m]]) for m in values}
-           for name, values in units.items() if name != "chosen"}
-    out["chosen"] = {m: np.concatenate([held_rest[first][m], held_select[second][m]]) for m in units[first]}
-    return (first, second), out
+    values = {name: {m: np.concatenate([held_rest[name][m], held_select[name][m]]) for m in v} for name, v in units.items()}
+    chosen = {m: np.concatenate([held_rest[first][m], held_select[second][m]]) for m in units[first]}
+    return (first, second), chosen, values
 
 
 def frame_share(maps: torch.Tensor, width: int = 1) -> torch.Tensor:
