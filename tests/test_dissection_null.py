@@ -6,7 +6,7 @@ import torch
 
 from medxai_lib.evaluate.claims import claim
 from medxai_lib.evaluate.studies.dissection import (NetworkDissection, ablation_table, compare_dissections, iou_counts, mean_ci,
-                                            quantile_sweep, ratio_of_sums, sector_recall, sectors_covered,
+                                            quantile_verdicts, ratio_of_sums, sector_recall, sectors_covered,
                                             shuffled_order, side_preference, unit_thresholds)
 from medxai_lib.explain.ablation import ablate_groups_vs_random, ablation_effects, random_unit_draws, rank_units
 
@@ -112,14 +112,60 @@ def test_unit_thresholds_are_the_top_quantile():
         unit_thresholds(acts, 1.0)
 
 
-def test_quantile_sweep_has_one_row_per_quantile_and_concept():
+def test_quantile_sweep_summary_has_one_row_per_quantile_and_concept():
     acts, concepts = _spot_world(n=20)
     half = Q / 2
-    sweep = quantile_sweep(acts, concepts, ["spot", "centre"], [half, Q], n_shuffles=2)
+    _, sweep = quantile_verdicts({"net": acts}, concepts, ["spot", "centre"], [half, Q], [("net", "spot")], n_shuffles=2)
     assert list(sweep.index.get_level_values("quantile").unique()) == [half, Q]
     assert sweep.loc[(Q, "spot"), "detectors"] == 1
     # firing on half as many pixels as the spot has caps the IoU at 0.5
     assert sweep.loc[(half, "spot"), "best IoU (any unit)"] <= 0.5 + 1e-6
+
+
+def test_quantile_verdicts_decide_each_claim_at_each_share():
+    acts, concepts = _spot_world(n=120)
+    nets = {"trained": acts, "untrained": acts[:, 2:]}          # the "untrained" net has only the random unit
+    table, _ = quantile_verdicts(nets, concepts, ["spot", "centre"], [Q, 0.5], [("trained", "spot"), ("untrained", "spot")],
+                                 margin=0.05, n_shuffles=2)
+    assert list(table.columns) == [f"{100 * Q:g}%", "50%"] and len(table) == 2
+    at_q = table[f"{100 * Q:g}%"]
+    # the tracking unit at its own firing share: IoU 1, one detector; the random unit: no detector, refuted
+    assert at_q.iloc[0].startswith("holds: 1.000 vs ") and at_q.iloc[0].endswith("(1 detectors)")
+    assert at_q.iloc[1].startswith("refuted:") and at_q.iloc[1].endswith("(0 detectors)")
+    # firing on half of every image caps the 9-pixel spot's IoU at 9 / 72
+    assert table["50%"].iloc[0].split(": ")[1].startswith("0.125 vs ")
+    with pytest.raises(ValueError, match="tested"):
+        quantile_verdicts(nets, concepts, ["spot", "centre"], [Q], [("other", "spot")])
+    with pytest.raises(ValueError, match="quantiles"):
+        quantile_verdicts(nets, concepts, ["spot", "centre"], [1.5], [("trained", "spot")])
+    with pytest.raises(ValueError, match="quantile"):
+        quantile_verdicts(nets, concepts, ["spot", "centre"], [Q], [("trained", "spot")], quantile=Q)
+
+
+def _rim_world(n=24, size=32, seed=0):
+    """Rings (radius 5-7) at random centres; unit 0 fires on each ring's west half, unit 1 on its east half,
+    unit 2 nowhere in particular (noise)."""
+    rng = np.random.default_rng(seed)
+    ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    acts, border, centres = torch.zeros(n, 3, size, size), torch.zeros(n, 1, size, size), torch.zeros(n, 2)
+    for i in range(n):
+        cx, cy = rng.uniform(9, size - 9, 2)
+        rim = ((torch.hypot(xs - cx, ys - cy) > 5) & (torch.hypot(xs - cx, ys - cy) < 7)).float()
+        border[i, 0], centres[i] = rim, torch.tensor([cx / size, cy / size])
+        acts[i, 0], acts[i, 1] = rim * (xs < cx), rim * (xs >= cx)
+    return acts + torch.rand(acts.shape, generator=torch.Generator().manual_seed(seed)) * 1e-3, border, centres
+
+
+def test_quantile_verdicts_test_one_sidedness_of_border_units():
+    acts, border, centres = _rim_world()
+    select = torch.arange(len(acts)) % 2 == 0
+    table, _ = quantile_verdicts({"net": acts}, border, ["border"], [0.02, 0.4], [("net", "border")],
+                              rim=(border, centres, select), n_shuffles=2)
+    row = table.loc["net: border units fire on one side of the rim"]
+    # at 2% each half-ring unit fires on its half only: its preferred sector is covered, the opposite one never
+    assert row["2%"].startswith("holds:") and " vs 0.000 (2 detectors)" in row["2%"]
+    # firing on 40% of the image, each unit also fires on noise, covering much of the opposite side too
+    assert float(row["40%"].split(" vs ")[1].split()[0]) > 0.2
 
 
 def test_compare_dissections_reports_the_better_network():

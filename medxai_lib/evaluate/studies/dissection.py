@@ -245,16 +245,60 @@ def compare_dissections(trained: NetworkDissection, untrained: NetworkDissection
     return pd.DataFrame(rows).T.rename_axis("concept")
 
 
-def quantile_sweep(activations: torch.Tensor, concepts: torch.Tensor, concept_names: Sequence[str],
-                   quantiles: Sequence[float], **kwargs: object) -> "pandas.DataFrame":
-    """Dissect once per quantile; one row per (quantile, concept) with the null threshold, the best
-    IoU and the number of detectors. ``kwargs`` go to :class:`NetworkDissection`."""
+def quantile_verdicts(activations: dict[str, torch.Tensor], concepts: torch.Tensor, concept_names: Sequence[str],
+                      quantiles: Sequence[float], tested: Sequence[tuple[str, str]], *, margin: float = 0.02,
+                      rim: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None, side_margin: float = 0.05,
+                      seed: int = 0, **kwargs: object) -> tuple["pandas.DataFrame", "pandas.DataFrame"]:
+    """The dissection claims' verdicts at every firing share: one row per claim, one column per quantile;
+    and the first network's dissection summary at each share (one row per (quantile, concept): the
+    null's threshold, the best IoU, the detector count).
+
+    ``activations``: network name -> ``(N, K, h, w)`` (e.g. "trained", "untrained"); ``tested``: (network,
+    concept) pairs, each the claim "the network's best unit labelled with the concept (a detector, else the
+    unit with the highest IoU) beats the best unit on the masks shuffled across images" (IoU of the images,
+    ``margin``). With ``rim = (border (N, 1, H, W), centres (N, 2), select (N,) bool)`` a last row tests the
+    first network's border units for one-sidedness (preferred sector chosen on ``select``, tested on the
+    other images, mean over units; ``side_margin``). A cell reads ``verdict: value vs control (d
+    detectors)``. ``kwargs`` go to :class:`NetworkDissection` (not ``quantile``)."""
     import pandas as pd
-    frames = []
+    from medxai_lib.evaluate.claims import claim
+    if not quantiles or any(not 0 < q < 1 for q in quantiles):
+        raise ValueError(f"quantiles: expected shares in (0, 1), got {quantiles!r}")
+    if "quantile" in kwargs:
+        raise ValueError("kwargs: the quantiles come from `quantiles`, not `quantile`")
+    unknown = sorted({net for net, _ in tested} - set(activations))
+    if not tested or unknown:
+        raise ValueError(f"tested: expected (network, concept) pairs naming {sorted(activations)}, got {list(tested)!r}")
+    table: dict[str, dict[str, str]] = {}
+    summaries = []
     for q in quantiles:
-        table = NetworkDissection(quantile=q, **kwargs).fit(activations, concepts, concept_names).summary()
-        frames.append(table.drop(columns="detector units").assign(quantile=q).reset_index())
-    return pd.concat(frames, ignore_index=True).set_index(["quantile", "concept"])
+        fitted = {net: NetworkDissection(quantile=q, seed=seed, **kwargs).fit(acts, concepts, concept_names)
+                  for net, acts in activations.items()}
+        summaries.append(fitted[next(iter(activations))].summary().drop(columns="detector units").assign(quantile=q).reset_index())
+        column = f"{100 * q:g}%"
+        for net, concept in tested:
+            d = fitted[net]
+            unit = (d.units_for(concept) or d.ranked(concept))[0]
+            r = claim(f"{net} {concept} unit at {column}", d.image_counts(unit, concept),
+                      {"null": d.image_counts(d.best_null_unit(concept), concept, shuffled=True)},
+                      statistic=ratio_of_sums, margin=margin, seed=seed, show=False)
+            table.setdefault(f"{net}: a {concept} unit beats the best unit on shuffled masks", {})[column] = (
+                f"{r.verdict}: {r.value:.3f} vs {r.controls[0].value:.3f} ({len(d.units_for(concept))} detectors)")
+        if rim is not None:
+            border, centres, select = rim
+            d = fitted[next(iter(activations))]
+            units = d.units_for("border")
+            row = table.setdefault(f"{next(iter(activations))}: border units fire on one side of the rim", {})
+            if not units:
+                row[column] = "no border detector"
+                continue
+            per_unit = torch.stack([sector_recall(activations[next(iter(activations))], d.thresholds_, border, centres, [u])
+                                    for u in units])
+            preferred, opposite, _ = side_preference(per_unit, select, reduce="mean")
+            r = claim(f"one side at {column}", preferred, {"opposite": opposite}, margin=side_margin, seed=seed, show=False)
+            row[column] = f"{r.verdict}: {r.value:.3f} vs {r.controls[0].value:.3f} ({len(units)} detectors)"
+    return (pd.DataFrame(table).T.rename_axis("claim (verdict: tested vs strongest control)"),
+            pd.concat(summaries, ignore_index=True).set_index(["quantile", "concept"]))
 
 
 SECTOR_NAMES = ("W-NW", "NW-N", "N-NE", "NE-E", "E-SE", "SE-S", "S-SW", "SW-W")  # from -180 deg (west), image y down
