@@ -1,9 +1,10 @@
-"""Per-unit localisation with controls, the grid ceiling, the frame share and the data-computed ranking."""
+"""Per-unit localisation with controls, the grid ceiling, the frame share and the held-out choice of a map set."""
 import numpy as np
 import pytest
 import torch
 
-from medxai_lib.evaluate.studies.blocks import (abnormal_views, bootstrap_mean_ci, centre_prior, ci_table, first_view_per_study,
+from medxai_lib.evaluate.studies.blocks import (abnormal_views, bootstrap_mean_ci, centre_prior, chosen_on_half, ci_table,
+                                        cross_fitted_choice, first_view_per_study,
                                         frame_area, frame_share, grid_oracle, localisation_units)
 
 
@@ -105,7 +106,6 @@ def test_replicate_padding_copies_weights_and_changes_only_the_border():
 
 
 def test_chosen_on_half_picks_on_the_selection_and_returns_the_other_half():
-    from medxai_lib.evaluate.studies.blocks import chosen_on_half
     select = np.arange(6) % 2 == 0
     units = {"a": {"pointing": np.array([1, 0, 1, 0, 1, 0.]), "energy": np.zeros(6)},      # best on the even units
              "b": {"pointing": np.array([0, 1, 0, 1, 0, 1.]), "energy": np.ones(6)},       # best on the odd ones
@@ -121,7 +121,6 @@ def test_chosen_on_half_picks_on_the_selection_and_returns_the_other_half():
 
 
 def test_cross_fitted_choice_scores_every_unit_with_a_candidate_chosen_without_it():
-    from medxai_lib.evaluate.studies.blocks import cross_fitted_choice
     select = np.arange(6) % 2 == 0
     units = {"a": {"pointing": np.array([1, 0, 1, 0, 1, 0.])},          # best on the even units
              "b": {"pointing": np.array([0, 1, 0, 1, 0, 1.])},          # best on the odd units

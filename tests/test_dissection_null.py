@@ -134,6 +134,17 @@ def test_quantile_verdicts_decide_each_claim_at_each_share():
     assert at_q.iloc[1].startswith("refuted:") and at_q.iloc[1].endswith("(0 detectors)")
     # firing on half of every image caps the 9-pixel spot's IoU at 9 / 72
     assert table["50%"].iloc[0].split(": ")[1].startswith("0.125 vs ")
+    # a dissection already fitted at one of the shares is reused there, with the same table as fitting again
+    done = NetworkDissection(quantile=Q, n_shuffles=2).fit(acts, concepts, ["spot", "centre"])
+    reused, _ = quantile_verdicts(nets, concepts, ["spot", "centre"], [Q, 0.5], [("trained", "spot"), ("untrained", "spot")],
+                                  margin=0.05, fitted={"trained": done}, n_shuffles=2)
+    assert reused.equals(table)
+    for wrong in (NetworkDissection(quantile=Q, n_shuffles=3).fit(acts, concepts, ["spot", "centre"]),   # other settings
+                  NetworkDissection(quantile=0.3, n_shuffles=2).fit(acts, concepts, ["spot", "centre"]),  # no such share
+                  NetworkDissection(quantile=Q, n_shuffles=2).fit(acts[:, :2], concepts, ["spot", "centre"]),  # other units
+                  NetworkDissection(quantile=Q, n_shuffles=2)):                                           # not fitted
+        with pytest.raises(ValueError, match="fitted"):
+            quantile_verdicts(nets, concepts, ["spot", "centre"], [Q], [("trained", "spot")], fitted={"trained": wrong}, n_shuffles=2)
     with pytest.raises(ValueError, match="tested"):
         quantile_verdicts(nets, concepts, ["spot", "centre"], [Q], [("other", "spot")])
     with pytest.raises(ValueError, match="quantiles"):

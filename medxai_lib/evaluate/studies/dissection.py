@@ -248,7 +248,8 @@ def compare_dissections(trained: NetworkDissection, untrained: NetworkDissection
 def quantile_verdicts(activations: dict[str, torch.Tensor], concepts: torch.Tensor, concept_names: Sequence[str],
                       quantiles: Sequence[float], tested: Sequence[tuple[str, str]], *, margin: float = 0.02,
                       rim: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None, side_margin: float = 0.05,
-                      seed: int = 0, **kwargs: object) -> tuple["pandas.DataFrame", "pandas.DataFrame"]:
+                      fitted: dict[str, NetworkDissection] | None = None, seed: int = 0,
+                      **kwargs: object) -> tuple["pandas.DataFrame", "pandas.DataFrame"]:
     """The dissection claims' verdicts at every firing share: one row per claim, one column per quantile;
     and the first network's dissection summary at each share (one row per (quantile, concept): the
     null's threshold, the best IoU, the detector count).
@@ -259,7 +260,9 @@ def quantile_verdicts(activations: dict[str, torch.Tensor], concepts: torch.Tens
     ``margin``). With ``rim = (border (N, 1, H, W), centres (N, 2), select (N,) bool)`` a last row tests the
     first network's border units for one-sidedness (preferred sector chosen on ``select``, tested on the
     other images, mean over units; ``side_margin``). A cell reads ``verdict: value vs control (d
-    detectors)``. ``kwargs`` go to :class:`NetworkDissection` (not ``quantile``)."""
+    detectors)``. ``fitted``: network name -> a dissection of that network's activations already fitted with
+    these settings at one of ``quantiles``, used there instead of fitting again. ``kwargs`` go to
+    :class:`NetworkDissection` (not ``quantile``)."""
     import pandas as pd
     from medxai_lib.evaluate.claims import claim
     if not quantiles or any(not 0 < q < 1 for q in quantiles):
@@ -269,15 +272,26 @@ def quantile_verdicts(activations: dict[str, torch.Tensor], concepts: torch.Tens
     unknown = sorted({net for net, _ in tested} - set(activations))
     if not tested or unknown:
         raise ValueError(f"tested: expected (network, concept) pairs naming {sorted(activations)}, got {list(tested)!r}")
+    fitted = dict(fitted or {})
+    settings = lambda d: (d.min_iou, d.null_quantile, d.n_shuffles, d.seed)    # noqa: E731
+    wanted = settings(NetworkDissection(seed=seed, **kwargs))
+    for net, d in fitted.items():
+        acts = activations.get(net)
+        if (acts is None or not hasattr(d, "iou_") or d.quantile not in quantiles or settings(d) != wanted
+                or tuple(d.intersections_.shape[:2]) != tuple(acts.shape[:2])):
+            raise ValueError(f"fitted[{net!r}]: expected a dissection of activations[{net!r}] fitted at one of {list(quantiles)} "
+                             f"with (min_iou, null_quantile, n_shuffles, seed) = {wanted}")
+    first = next(iter(activations))
     table: dict[str, dict[str, str]] = {}
     summaries = []
     for q in quantiles:
-        fitted = {net: NetworkDissection(quantile=q, seed=seed, **kwargs).fit(acts, concepts, concept_names)
-                  for net, acts in activations.items()}
-        summaries.append(fitted[next(iter(activations))].summary().drop(columns="detector units").assign(quantile=q).reset_index())
+        dissections = {net: fitted[net] if net in fitted and fitted[net].quantile == q else
+                       NetworkDissection(quantile=q, seed=seed, **kwargs).fit(acts, concepts, concept_names)
+                       for net, acts in activations.items()}
+        summaries.append(dissections[first].summary().drop(columns="detector units").assign(quantile=q).reset_index())
         column = f"{100 * q:g}%"
         for net, concept in tested:
-            d = fitted[net]
+            d = dissections[net]
             unit = (d.units_for(concept) or d.ranked(concept))[0]
             r = claim(f"{net} {concept} unit at {column}", d.image_counts(unit, concept),
                       {"null": d.image_counts(d.best_null_unit(concept), concept, shuffled=True)},
@@ -286,13 +300,12 @@ def quantile_verdicts(activations: dict[str, torch.Tensor], concepts: torch.Tens
                 f"{r.verdict}: {r.value:.3f} vs {r.controls[0].value:.3f} ({len(d.units_for(concept))} detectors)")
         if rim is not None:
             border, centres, select = rim
-            d = fitted[next(iter(activations))]
-            units = d.units_for("border")
-            row = table.setdefault(f"{next(iter(activations))}: border units fire on one side of the rim", {})
+            units = dissections[first].units_for("border")
+            row = table.setdefault(f"{first}: border units fire on one side of the rim", {})
             if not units:
                 row[column] = "no border detector"
                 continue
-            per_unit = torch.stack([sector_recall(activations[next(iter(activations))], d.thresholds_, border, centres, [u])
+            per_unit = torch.stack([sector_recall(activations[first], dissections[first].thresholds_, border, centres, [u])
                                     for u in units])
             preferred, opposite, _ = side_preference(per_unit, select, reduce="mean")
             r = claim(f"one side at {column}", preferred, {"opposite": opposite}, margin=side_margin, seed=seed, show=False)
