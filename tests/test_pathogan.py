@@ -424,6 +424,29 @@ def test_fit_pathogan_runs_caches_and_rejects_bad_input(detector):
         synthesize(second.generator, torch.zeros(2, 1, 32, 32), torch.ones(2, 1, 32, 32), [bank])
 
 
+def test_generator_step_leaves_the_discriminator_weights_alone(detector, monkeypatch):
+    """The generator's backward pass computes no discriminator weight gradients (it only needs the gradient
+    through the discriminator to the image): after a one-step fit the discriminator's gradients are those of its
+    own step, and its parameters are trainable again."""
+    import medxai_lib.train.pathogan as pathogan
+    healthy = FundusPhantom(4, size=32, seed=1, healthy=True, normalize=False)
+    bank = DescriptorBank([_descriptor((8, 8, 12, 12), size=32)])
+    seen = {}
+    original = pathogan._generator_terms
+
+    def recording(fake, batch, banks, keep, discriminator, *args, **kwargs):
+        seen["grads"] = [p.grad.clone() for p in discriminator.parameters()]
+        seen["frozen"] = not any(p.requires_grad for p in discriminator.parameters())
+        return original(fake, batch, banks, keep, discriminator, *args, **kwargs)
+
+    monkeypatch.setattr(pathogan, "_generator_terms", recording)
+    result = fit_pathogan(detector, healthy, bank, PathoGANConfig(steps=1, batch_size=2, width=8, z_dim=4))
+    assert seen["frozen"]
+    after = [p.grad for p in result.discriminator.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(seen["grads"], after))
+    assert all(p.requires_grad for p in result.discriminator.parameters())
+
+
 def test_synthesize_in_chunks_equals_one_batch_and_uses_eval_statistics():
     torch.manual_seed(0)
     gen = UNetGenerator((4, 8), width=8, z_dim=6)

@@ -5,6 +5,7 @@ from medxai_lib.data import RadiographPhantom
 from medxai_lib.models import densenet_small
 from medxai_lib.runtime import seed_everything
 from medxai_lib.train import TrainConfig, fit, predict_logits, probabilities
+from medxai_lib.train.fit import checkpoint_path
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,24 @@ def test_training_is_deterministic(tiny):
         runs.append(fit(densenet_small(), train, None, TrainConfig(epochs=1, batch_size=16), device="cpu").model)
     for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_validating_at_the_last_epoch_only_trains_the_same_weights(tiny):
+    train, val = tiny
+    runs = {}
+    dropout = lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),  # noqa: E731
+                                          torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.Linear(4, 2))
+    for when in ("epoch", "last"):      # dropout draws from the global RNG, as a validation's DataLoader does
+        seed_everything(0)
+        runs[when] = fit(dropout(), train, val, TrainConfig(epochs=3, batch_size=16, validate=when), device="cpu")
+    for a, b in zip(runs["epoch"].model.state_dict().values(), runs["last"].model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert "val_loss" in runs["epoch"].history[0] and "val_loss" not in runs["last"].history[0]
+    assert runs["last"].history[-1] == runs["epoch"].history[-1]
+    model = densenet_small()            # one architecture and init: only the config differs
+    assert checkpoint_path(model, TrainConfig(validate="last"), {"d": 1}) != checkpoint_path(model, TrainConfig(), {"d": 1})
+    with pytest.raises(ValueError, match="validate"):
+        TrainConfig(validate="never")
 
 
 def test_predict_and_probabilities(tiny):

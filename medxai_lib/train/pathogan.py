@@ -378,12 +378,14 @@ def _train(generator: UNetGenerator, discriminator: VesselDiscriminator, detecto
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
+        discriminator.requires_grad_(False)   # the generator's step needs no discriminator weight gradients
         parts = _generator_terms(fake, batch, banks, keep, discriminator, features, detector, config, scales, real_features)
         weights = loss_weights(config)
         loss_g = sum(weights[k] * v for k, v in parts.items())
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
+        discriminator.requires_grad_(True)
         history.append({"step": step + 1, **{k: float(v.detach()) for k, v in parts.items()}})
     for net in (generator, discriminator):
         in_memory_format(net, "contiguous")

@@ -189,7 +189,7 @@ def dr_detector(seed: int = 0, image_size: int = 96, n_train: int = 900, n_val: 
     # bn_cnn trains channels-last (1.4x faster steps on a CPU, benchmarks/training_layout.py); the o_O detector keeps
     # the usual layout: it gains only 1.1x, and its cached weights (and every result built on them) stay as they were
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=own, objective="regression",
-                         memory_format="contiguous" if arch == "o_O" else "channels_last")
+                         memory_format="contiguous" if arch == "o_O" else "channels_last", validate="last")
     key = {"data": "fundus-phantom" if folders is None else str(folders["KaggleDR"]), "size": image_size, "train": n_train,
            "seed": seed, **({"renderer": FUNDUS_RENDERER_VERSION} if folders is None else {"val": n_val}),
            **({"arch": arch} if arch != "o_O" else {})}
@@ -280,7 +280,7 @@ def lesion_type_classifier(seed: int = 0, image_size: int = 96, n_train: int = 3
     val = LesionCropDataset(FundusPhantom(n_val, size=image_size, seed=seed + 1000, normalize=False), crop, seed=seed + 1)
     seed_everything(seed + 17)
     net = LesionTypeNet(crop, width)
-    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed + 17)
+    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed + 17, validate="last")
     key = {"data": "fundus-phantom-crops", "size": image_size, "train": n_train, "seed": seed,
            "renderer": FUNDUS_RENDERER_VERSION, "crop": crop}
     result = fit(net, train, val, config, device=resolve_device(device), cache_key=key)
