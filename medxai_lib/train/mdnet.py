@@ -169,6 +169,44 @@ def fit_image_model(train: Dataset, connection: str = "ensemble", config: MDNetC
     return model, history, cached
 
 
+def fit_attribute_probe(train: Dataset, config: MDNetConfig = MDNetConfig(), grades: int = 3, device: str = "auto",
+                        cache_key: dict[str, Any] | None = None) -> tuple[MDNetImage, list[dict[str, float]], bool]:
+    """A readability check of the attributes: the ensemble image model D trained to grade every attribute
+    directly (items with ``grades`` ``(A,)`` in ``0..grades-1``; one ``grades``-way cross-entropy per attribute,
+    summed), on the same batches and budget as :func:`fit_image_model`. If this probe cannot beat the majority
+    grade, no report model can state that attribute from the image. Returns ``(model, history, from_cache)``;
+    :func:`probe_grades` reads it."""
+    device = resolve_device(device)
+    n_attributes = int(torch.as_tensor(train[0]["grades"]).numel())
+    seed_everything(config.seed)
+    model = MDNetImage(n_attributes * grades).to(device)
+    extra = {"probe": "attribute grades", "grades": grades}
+
+    def run() -> list[dict[str, float]]:
+        images, _ = stack_dataset(train)
+        targets = torch.stack([torch.as_tensor(train[i]["grades"]) for i in range(len(train))])
+        if targets.min() < 0 or targets.max() >= grades:
+            raise ValueError(f"train: grades must lie in 0..{grades - 1}, got {int(targets.min())}..{int(targets.max())}")
+
+        def step(idx: torch.Tensor, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
+            logits = model(in_memory_format(images[idx].to(device), config.memory_format))
+            loss = F.cross_entropy(logits.view(-1, grades), targets[idx].reshape(-1).to(device)) * n_attributes
+            return loss, {"probe": float(loss.detach())}
+        return _optimise(model, config, len(images), step, None)
+
+    history, cached = _cached("attribute-probe", model, config, cache_key, extra, run, device)
+    return model, history, cached
+
+
+@torch.no_grad()
+def probe_grades(model: MDNetImage, images: torch.Tensor, grades: int = 3) -> np.ndarray:
+    """The attribute grades ``(N, A)`` that a :func:`fit_attribute_probe` model reads from ``images`` ``(N, 3, S, S)``."""
+    logits = model.eval()(images)
+    if logits.shape[1] % grades:
+        raise ValueError(f"model: {logits.shape[1]} outputs are not a whole number of {grades}-grade attributes")
+    return logits.view(len(images), -1, grades).argmax(-1).cpu().numpy()
+
+
 @torch.no_grad()
 def report_log_likelihood(model: MDNet, images: torch.Tensor, vocab: Vocabulary, text: str,
                           prefixes: list[str] | None = None, batch_size: int = 64) -> np.ndarray:
