@@ -26,7 +26,7 @@ from medxai_lib.train.mdnet import MDNetConfig, fit_attribute_probe, probe_grade
 from medxai_lib.evaluate.stats import Draws
 from medxai_lib.evaluate.claims import claim
 
-SETTINGS = {"05 today (magnification 1, strength 1, random axis)": {},
+SETTINGS = {"subtle, the default (magnification 1, strength 1, random axis; 05 until 2026-12-08)": {},
             "magnified x2": {"magnification": 2.0},
             "magnification 2, strength 2.5, common axis 0": {"magnification": 2.0, "strength": 2.5, "common_axis": 0.0},
             "magnification 1.5, strength 3, common axis 0": {"magnification": 1.5, "strength": 3.0, "common_axis": 0.0},
@@ -34,7 +34,9 @@ SETTINGS = {"05 today (magnification 1, strength 1, random axis)": {},
                 {"pleomorphism": 3.0, "polarity": 1.0, "mitosis": 3.0, "nucleoli": 4.0}},
             "magnification 1.5, strengths 3/1.5/3/4, common axis 0": {"magnification": 1.5, "common_axis": 0.0, "strength":
                 {"pleomorphism": 3.0, "polarity": 1.5, "mitosis": 3.0, "nucleoli": 4.0}},
-            "READABLE: magnification 1.5, strengths 3/3/3/4, common axis 0, regions 50%": READABLE,
+            "magnification 1.5, strengths 3/3/3/4 (nucleoli tinted), common axis 0, regions 50%": {
+                k: v for k, v in READABLE.items() if k != "elongation"},
+            "READABLE: the same with nuclei elongated 2.2 (1.6)": READABLE,
             "magnification 1.25, strengths 3/3/3/4, common axis 0, regions 50%": {"magnification": 1.25, "common_axis": 0.0,
                 "extent": 0.5, "strength": {"pleomorphism": 3.0, "polarity": 3.0, "mitosis": 3.0, "nucleoli": 4.0}}}
 CONFIG = MDNetConfig(epochs=10, batch_size=16, lr=4e-3)     # notebook 05's parameters cell

@@ -11,6 +11,10 @@ the three MDNet (joint, AAS) models:
 * **retrieval**: average precision per symptom query of ranking by ``log p(query | I)``, against the predicted
   class alone, parsing the generated report and a random ranking.
 
+It builds the notebook's phantom (its ``phantom`` parameter: ``docs/mdnet_seed_comparisons.md`` holds the runs of
+2026-12-07 on the subtle phantom; since 2026-12-08 the notebook draws the readable one and decides the first two
+comparisons itself, seeds 0-4 in ``docs/claims.md``).
+
 Each comparison is a claim (``evaluate.claims.claim``) whose interval resamples the model seeds, then the images
 (or queries): the record behind notebook 05's SKIPPED lines. Prints the lines and writes them as markdown (``--out``).
 
@@ -29,6 +33,7 @@ import papermill as pm
 import torch
 
 from medxai_lib.data import HistologyPhantom
+from medxai_lib.data.phantoms.histology import READABLE
 from medxai_lib.train.mdnet import VARIANTS, MDNetConfig, fit_variants, report_log_likelihood, stack_dataset
 from medxai_lib.evaluate.stats import Draws
 from medxai_lib.evaluate.claims import claim
@@ -63,12 +68,14 @@ def run_seed(seed: int, p: dict) -> list[str]:
     """The three claim lines for notebook seed ``seed`` (the notebook's data, models and model seeds)."""
     torch.set_num_threads(1)                      # as the notebook: the same cached models on every CPU
     size, n_train, n_test = p["image_size"], p["n_train"], p["n_test"]
-    train_ds = HistologyPhantom(n_train, size=size, seed=seed, grade_correlation=p["grade_correlation"])
-    test_ds = HistologyPhantom(n_test, size=size, seed=seed + 1000, grade_correlation=p["grade_correlation"])
+    look = READABLE if p.get("phantom", "subtle") == "readable" else {}     # the notebook's phantom setting
+    train_ds = HistologyPhantom(n_train, size=size, seed=seed, grade_correlation=p["grade_correlation"], **look)
+    test_ds = HistologyPhantom(n_test, size=size, seed=seed + 1000, grade_correlation=p["grade_correlation"], **look)
     vocab = train_ds.vocabulary()
     X = stack_dataset(test_ds)[0]
     config = MDNetConfig(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], beta=p["beta"], eta=p["eta"])
-    key = {"phantom": "histology", "size": size, "n": n_train, "seed": seed, "grade_correlation": p["grade_correlation"]}
+    key = {"phantom": "histology", "size": size, "n": n_train, "seed": seed, "grade_correlation": p["grade_correlation"],
+           **({"look": READABLE} if look else {})}
     models, _ = fit_variants(train_ds, vocab, [seed + k for k in range(p["n_seeds"])], config, num_classes=4,
                              device="cpu", cache_key=key, workers=p["workers"])
     mdnets = models[VARIANTS[0]]

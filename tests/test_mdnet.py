@@ -203,3 +203,21 @@ def test_fit_variants_in_worker_processes_gives_the_same_weights(tmp_path, monke
     assert from_cache == 4
     with pytest.raises(ValueError, match="workers"):
         fit_variants(ds, vocab, [0], config, device="cpu", workers=0)
+
+
+def test_fit_variants_trains_the_attribute_probes_among_its_jobs(tmp_path, monkeypatch):
+    from medxai_lib.train.mdnet import fit_attribute_probe
+    vocab, config = HistologyPhantom(16, size=32, seed=2).vocabulary(), MDNetConfig(epochs=1, batch_size=8)
+    threads, probes = torch.get_num_threads(), {}
+    torch.set_num_threads(1)
+    for workers in (1, 2):
+        monkeypatch.setenv("MEDXAI_CACHE", str(tmp_path / f"cache{workers}"))
+        ds = HistologyPhantom(16, size=32, seed=2)
+        fit_variants(ds, vocab, [0], config, device="cpu", cache_key={"t": 3}, workers=workers, probe=True)
+        saved = len(list((tmp_path / f"cache{workers}" / "checkpoints").iterdir()))
+        assert saved == (5 if workers == 2 else 4)       # one process trains the probe when it is asked for it
+        probe, _, cached = fit_attribute_probe(ds, config, device="cpu", cache_key={"t": 3})
+        assert cached == (workers == 2)
+        probes[workers] = list(probe.state_dict().values())
+    torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(probes[1], probes[2]))

@@ -169,6 +169,11 @@ def fit_image_model(train: Dataset, connection: str = "ensemble", config: MDNetC
     return model, history, cached
 
 
+def _probe_spec(n_attributes: int, grades: int = 3) -> tuple[str, MDNetImage, dict[str, Any]]:
+    """``(cache kind, freshly initialised model, extra cache-key fields)`` of :func:`fit_attribute_probe`."""
+    return "attribute-probe", MDNetImage(n_attributes * grades), {"probe": "attribute grades", "grades": grades}
+
+
 def fit_attribute_probe(train: Dataset, config: MDNetConfig = MDNetConfig(), grades: int = 3, device: str = "auto",
                         cache_key: dict[str, Any] | None = None) -> tuple[MDNetImage, list[dict[str, float]], bool]:
     """A readability check of the attributes: the ensemble image model D trained to grade every attribute
@@ -179,8 +184,8 @@ def fit_attribute_probe(train: Dataset, config: MDNetConfig = MDNetConfig(), gra
     device = resolve_device(device)
     n_attributes = int(torch.as_tensor(train[0]["grades"]).numel())
     seed_everything(config.seed)
-    model = MDNetImage(n_attributes * grades).to(device)
-    extra = {"probe": "attribute grades", "grades": grades}
+    kind, model, extra = _probe_spec(n_attributes, grades)
+    model = model.to(device)
 
     def run() -> list[dict[str, float]]:
         images, _ = stack_dataset(train)
@@ -194,7 +199,7 @@ def fit_attribute_probe(train: Dataset, config: MDNetConfig = MDNetConfig(), gra
             return loss, {"probe": float(loss.detach())}
         return _optimise(model, config, len(images), step, None)
 
-    history, cached = _cached("attribute-probe", model, config, cache_key, extra, run, device)
+    history, cached = _cached(kind, model, config, cache_key, extra, run, device)
     return model, history, cached
 
 
@@ -241,21 +246,27 @@ VARIANTS = ("MDNet (joint, AAS)", "MDNet (joint, no AAS)", "image model alone (e
             "image model alone (additive)")
 
 
-def _variant_jobs(seeds: list[int], config: MDNetConfig) -> list[tuple[str, MDNetConfig, str]]:
-    """``(variant, config, connection)`` for every model of :func:`fit_variants`, in its order."""
+PROBE = "attribute probe"
+
+
+def _variant_jobs(seeds: list[int], config: MDNetConfig, probe_attributes: int = 0) -> list[tuple[str, MDNetConfig, str]]:
+    """``(variant, config, connection)`` for every model of :func:`fit_variants`, in its order; with
+    ``probe_attributes`` > 0 an attribute probe per seed follows (its third field: the number of attributes)."""
     from dataclasses import replace
     jobs = []
     for seed in seeds:
         cfg = replace(config, seed=int(seed))
         jobs += [(VARIANTS[0], replace(cfg, aas=True), ""), (VARIANTS[1], replace(cfg, aas=False), ""),
                  (VARIANTS[2], cfg, "ensemble"), (VARIANTS[3], cfg, "additive")]
-    return jobs
+    return jobs + [(PROBE, replace(config, seed=int(seed)), str(probe_attributes)) for seed in seeds if probe_attributes]
 
 
 def _fit_job(job: tuple[str, MDNetConfig, str], train: Dataset, vocab: Vocabulary, num_classes: int, device: str,
              cache_key: dict[str, Any] | None, show_progress: bool | None = None) -> tuple[nn.Module, bool]:
     variant, cfg, connection = job
-    if variant.startswith("MDNet"):
+    if variant == PROBE:
+        model, _, hit = fit_attribute_probe(train, cfg, device=device, cache_key=cache_key)
+    elif variant.startswith("MDNet"):
         model, _, hit = fit_mdnet(train, vocab, cfg, num_classes, device, cache_key, show_progress)
     else:
         model, _, hit = fit_image_model(train, connection, cfg, num_classes, device, cache_key, show_progress)
@@ -265,8 +276,11 @@ def _fit_job(job: tuple[str, MDNetConfig, str], train: Dataset, vocab: Vocabular
 def _job_checkpoint(job: tuple[str, MDNetConfig, str], vocab: Vocabulary, num_classes: int,
                     cache_key: dict[str, Any]) -> Path:
     variant, cfg, connection = job
-    kind, model, extra = _mdnet_spec(vocab, num_classes, cfg) if variant.startswith("MDNet") else \
-        _image_spec(num_classes, connection)
+    if variant == PROBE:
+        kind, model, extra = _probe_spec(int(connection))
+    else:
+        kind, model, extra = _mdnet_spec(vocab, num_classes, cfg) if variant.startswith("MDNet") else \
+            _image_spec(num_classes, connection)
     return _checkpoint(kind, model, cfg, cache_key, extra)
 
 
@@ -279,20 +293,24 @@ def _train_in_worker(job: tuple[str, MDNetConfig, str], train: Dataset, vocab: V
 
 def fit_variants(train: Dataset, vocab: Vocabulary, seeds: list[int], config: MDNetConfig = MDNetConfig(),
                  num_classes: int = 4, device: str = "auto", cache_key: dict[str, Any] | None = None,
-                 workers: int = 1) -> tuple[dict[str, list[nn.Module]], int]:
+                 workers: int = 1, probe: bool = False) -> tuple[dict[str, list[nn.Module]], int]:
     """The four models of the fair comparison for every seed, all with the same epochs, batches and
     image-update budget: MDNet with and without AAS (joint), the image model alone with ensemble
     connections and with additive shortcuts. Returns ``({variant: [model per seed]}, number from cache)``.
 
     ``workers > 1`` (CPU with a ``cache_key`` only) trains the models that are not cached in that many
     processes, each with this process's torch thread count, then loads them from the cache: every model is
-    seeded on its own, so the weights are the same as with ``workers=1``; only the wall time changes."""
+    seeded on its own, so the weights are the same as with ``workers=1``; only the wall time changes.
+    ``probe=True`` also trains an attribute probe per seed (:func:`fit_attribute_probe`, same config) among the
+    uncached jobs, so that a later :func:`fit_attribute_probe` call loads it from the cache (not returned)."""
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers: expected an int >= 1, got {workers!r}")
     jobs = _variant_jobs(seeds, config)
+    probe_jobs = [job for job in _variant_jobs(seeds, config, int(torch.as_tensor(train[0]["grades"]).numel()))
+                  if job[0] == PROBE] if probe else []
     todo = []
     if workers > 1 and cache_key is not None and resolve_device(device).type == "cpu":
-        todo = [job for job in jobs if not _job_checkpoint(job, vocab, num_classes, cache_key).exists()]
+        todo = [job for job in jobs + probe_jobs if not _job_checkpoint(job, vocab, num_classes, cache_key).exists()]
         todo.sort(key=lambda job: not job[0].startswith("MDNet"))     # the slow joint models first
     if len(todo) > 1:
         import multiprocessing

@@ -155,10 +155,10 @@ def _region(rng: np.random.Generator, size: int, extent: float | None = None) ->
 
 # Renderer settings under which an image model at notebook 05's scale (64 px, 300 training images, 10 epochs) reads
 # every attribute better than the majority grade (docs/histology_readability.md, scripts/histology_readability.py on
-# phantom seeds 11-13): nuclei 1.5x larger and sparser, grades acting 3x (nucleoli 4x) as strongly, a shared axis for
+# phantom seeds 11-13): nuclei 1.5x larger and sparser, grades acting 3x (nucleoli 4x, tinted magenta) as strongly, a shared axis for
 # ordered nuclei, each abnormal region half the patch. The defaults keep the subtler phantom of earlier notebooks.
 READABLE = {"magnification": 1.5, "strength": {"pleomorphism": 3.0, "polarity": 3.0, "mitosis": 3.0, "nucleoli": 4.0},
-            "common_axis": 0.0, "extent": 0.5}
+            "common_axis": 0.0, "extent": 0.5, "elongation": 2.2}
 
 
 def attribute_strengths(strength: float | Mapping[str, float]) -> dict[str, float]:
@@ -178,16 +178,17 @@ def attribute_strengths(strength: float | Mapping[str, float]) -> dict[str, floa
 
 def render_histology(spec: HistologySpec, size: int = 128, magnification: float = 1.0,
                      strength: float | Mapping[str, float] = 1.0, common_axis: float | None = None,
-                     extent: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     extent: float | None = None, elongation: float = 1.6) -> tuple[np.ndarray, np.ndarray]:
     """Returns ``(image (3, S, S) float32, attribute masks (5, S, S) bool)``; a mask is empty when its
     attribute's grade is 0. ``magnification`` scales the nuclei and their spacing (the field of view shrinks
     by the same factor): at 64 px and magnification 1 a nucleus is about two pixels wide, too small for its
     shape, orientation or a mitotic figure to be seen. ``strength`` multiplies what a grade does to the nuclei in
     its region (pleomorphism: spread of size and shape; polarity: spread of orientation; mitosis: share of mitotic
-    figures; nucleoli: size of the nucleolus, by the square root): one number for all, or a mapping attribute ->
+    figures; nucleoli: size of the nucleolus, by the square root, and above 1 its tint, magenta from 4 on): one number for all, or a mapping attribute ->
     number (attributes left out: 1; crowding has none). 1 is the default. ``common_axis`` (radians): the orientation that nuclei with preserved polarity share in every image
     (``None``: a random one per image, so that disorder shows only as disagreement between nuclei). ``extent``: the
-    share of the patch each abnormal attribute's region covers (``None``: 20-30%, drawn per region)."""
+    share of the patch each abnormal attribute's region covers (``None``: 20-30%, drawn per region). ``elongation``: the
+    mean ratio of a nucleus's long to short axis (1.6; longer nuclei show their orientation, and so polarity, better)."""
     rng = np.random.default_rng(spec.render_seed)
     grades = dict(spec.grades)
     x, y = unit_grid(size)
@@ -223,14 +224,16 @@ def render_histology(spec: HistologySpec, size: int = 128, magnification: float 
     count = len(cx_all)
     gain = attribute_strengths(strength)
     radius = np.clip(0.018 * (1 + rng.normal(0, 1, count) * (0.12 + 0.25 * gain["pleomorphism"] * local[0])), 0.008, 0.04) * magnification
-    elong = np.maximum(1.6 + rng.normal(0, 1, count) * (0.1 + 0.3 * gain["pleomorphism"] * local[0]), 1.0)
+    elong = np.maximum(elongation + rng.normal(0, 1, count) * (0.1 + 0.3 * gain["pleomorphism"] * local[0]), 1.0)
     angle = axis_angle + rng.normal(0, 1, count) * (0.15 + 0.9 * gain["polarity"] * local[2])
     mitotic = rng.random(count) < 0.15 * gain["mitosis"] * local[3]
     radius = np.where(mitotic, radius * 0.9, radius)
     elong = np.where(mitotic, 1.0 + rng.uniform(0, 0.8, count), elong)
     shade = rng.uniform(0.9, 1.1, count)
     mitotic_rgb = np.array([0.12, 0.06, 0.22], np.float32)[:, None, None]
-    nucleolus_rgb = np.array([0.12, 0.05, 0.18], np.float32)[:, None]
+    tint = min(1.0, (attribute_strengths(strength)["nucleoli"] - 1) / 3) if attribute_strengths(strength)["nucleoli"] > 1 else 0.0
+    nucleolus_rgb = ((1 - tint) * np.array([0.12, 0.05, 0.18], np.float32)      # stronger nucleoli turn the magenta of a
+                     + tint * np.array([0.85, 0.20, 0.50], np.float32))[:, None].astype(np.float32)   # prominent (eosinophilic) one
     for k in range(count):
         cx, cy, ix, iy, r, e = cx_all[k], cy_all[k], ix_all[k], iy_all[k], radius[k], elong[k]
         colour = mitotic_rgb if mitotic[k] else (nuclei_rgb * shade[k])[:, None, None]
@@ -261,7 +264,7 @@ class HistologyPhantom(PhantomDataset, Dataset):
                  normalize: bool = True, cache: bool = True, grade_correlation: float | None = None,
                  grade_probs: tuple[float, float, float] = (0.6, 0.3, 0.1), magnification: float = 1.0,
                  strength: float | Mapping[str, float] = 1.0, common_axis: float | None = None,
-                 extent: float | None = None) -> None:
+                 extent: float | None = None, elongation: float = 1.6) -> None:
         check_count("n_images", n_images)
         check_size(size)
         check_seed(seed)
@@ -284,6 +287,9 @@ class HistologyPhantom(PhantomDataset, Dataset):
         if extent is not None and (isinstance(extent, bool) or not isinstance(extent, (int, float)) or not 0.05 <= extent <= 0.95):
             raise ValueError(f"extent: expected None or a share of the patch in [0.05, 0.95], got {extent!r}")
         self.extent = None if extent is None else float(extent)
+        if isinstance(elongation, bool) or not isinstance(elongation, (int, float)) or not 1 <= elongation <= 4:
+            raise ValueError(f"elongation: expected a ratio of axes in [1, 4], got {elongation!r}")
+        self.elongation = float(elongation)
         self.grade_correlation = grade_correlation
         self.specs, self.reports = [], []
         for i in range(n_images):
@@ -311,7 +317,8 @@ class HistologyPhantom(PhantomDataset, Dataset):
         return Vocabulary(r for reports in self.reports for r in reports)
 
     def _render_item(self, spec: HistologySpec) -> dict[str, Any]:
-        image, masks = render_histology(spec, self.size, self.magnification, self.strength, self.common_axis, self.extent)
+        image, masks = render_histology(spec, self.size, self.magnification, self.strength, self.common_axis, self.extent,
+                                        self.elongation)
         tensor = torch.from_numpy(image)
         item = {"image": normalize_image(tensor) if self.normalize else tensor,
                 "label": torch.tensor(spec.label, dtype=torch.long),
