@@ -24,7 +24,8 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = Path(__file__).resolve().parent
 PAGES = ("README.md", "docs/teaching.md", "docs/claims.md", "docs/benchmarks.md", "docs/reliability.md",
-         "docs/pathogan_ablations.md", "docs/pathogan_global_sweep.md", "docs/mdnet_seed_comparisons.md", "data/README.md")
+         "docs/pathogan_ablations.md", "docs/pathogan_global_sweep.md", "docs/mdnet_seed_comparisons.md", "docs/histology_readability.md",
+         "data/README.md")
 SOLUTION_TAG = "solution"
 SHOW, HIDE = "Show solution", "Hide solution"
 

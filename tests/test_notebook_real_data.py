@@ -154,8 +154,10 @@ def test_notebook_05_on_an_iu_xray_fixture(tmp_path, monkeypatch):
     parsed = assert_checked_cells_speak(out, {"CLAIM", "IDENTITY", "SKIPPED"})
     sentences = [p["sentence"] for p in parsed]
     skips = {p["sentence"]: p["reason"] for p in parsed if p["kind"] == "SKIPPED"}
-    # the two mechanism tests and the three comparisons with the model seeds in the interval: phantom only
-    assert len(skips) == 5 and all("real" in reason for reason in skips.values())
+    # the five readability probes, the two mechanism tests and the three comparisons of MDNet's reports with the
+    # model seeds in the interval: phantom only (they need its attribute grades and regions)
+    assert len(skips) == 10 and all("real" in reason for reason in skips.values())
+    assert sum("attribute probe" in s for s in skips) == 5
     assert any("attribute regions" in reason for reason in skips.values())
     assert any("attribute grades" in reason for reason in skips.values())          # attributes and retrieval need grades
     assert any("per-block contributions" in s for s in sentences)                # the identity, on real X-rays
