@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ def readability(setting: dict, phantom_seeds: list[int], probe_seeds: list[int])
         train = HistologyPhantom(N_TRAIN, size=SIZE, seed=s, grade_correlation=0.0, **setting)
         test = HistologyPhantom(N_TEST, size=SIZE, seed=s + 1000, grade_correlation=0.0, **setting)
         images, _ = stack_dataset(test)
-        probes = [fit_attribute_probe(train, MDNetConfig(**{**CONFIG.__dict__, "seed": k}))[0] for k in probe_seeds]
+        probes = [fit_attribute_probe(train, replace(CONFIG, seed=k))[0] for k in probe_seeds]
         hits.append(np.stack([probe_grades(p, images) == test.grades for p in probes]))            # (K, N, A)
         modal = np.array([np.bincount(column, minlength=3).argmax() for column in train.grades.T])
         majority.append(test.grades == modal)                                                      # (N, A)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -249,16 +249,14 @@ VARIANTS = ("MDNet (joint, AAS)", "MDNet (joint, no AAS)", "image model alone (e
 PROBE = "attribute probe"
 
 
-def _variant_jobs(seeds: list[int], config: MDNetConfig, probe_attributes: int = 0) -> list[tuple[str, MDNetConfig, str]]:
-    """``(variant, config, connection)`` for every model of :func:`fit_variants`, in its order; with
-    ``probe_attributes`` > 0 an attribute probe per seed follows (its third field: the number of attributes)."""
-    from dataclasses import replace
+def _variant_jobs(seeds: list[int], config: MDNetConfig) -> list[tuple[str, MDNetConfig, str]]:
+    """``(variant, config, connection)`` for every model of :func:`fit_variants`, in its order."""
     jobs = []
     for seed in seeds:
         cfg = replace(config, seed=int(seed))
         jobs += [(VARIANTS[0], replace(cfg, aas=True), ""), (VARIANTS[1], replace(cfg, aas=False), ""),
                  (VARIANTS[2], cfg, "ensemble"), (VARIANTS[3], cfg, "additive")]
-    return jobs + [(PROBE, replace(config, seed=int(seed)), str(probe_attributes)) for seed in seeds if probe_attributes]
+    return jobs
 
 
 def _fit_job(job: tuple[str, MDNetConfig, str], train: Dataset, vocab: Vocabulary, num_classes: int, device: str,
@@ -306,8 +304,8 @@ def fit_variants(train: Dataset, vocab: Vocabulary, seeds: list[int], config: MD
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers: expected an int >= 1, got {workers!r}")
     jobs = _variant_jobs(seeds, config)
-    probe_jobs = [job for job in _variant_jobs(seeds, config, int(torch.as_tensor(train[0]["grades"]).numel()))
-                  if job[0] == PROBE] if probe else []
+    n_attributes = str(torch.as_tensor(train[0]["grades"]).numel()) if probe else ""   # a probe job's third field
+    probe_jobs = [(PROBE, replace(config, seed=int(seed)), n_attributes) for seed in seeds] if probe else []
     todo = []
     if workers > 1 and cache_key is not None and resolve_device(device).type == "cpu":
         todo = [job for job in jobs + probe_jobs if not _job_checkpoint(job, vocab, num_classes, cache_key).exists()]

@@ -231,7 +231,7 @@ def render_histology(spec: HistologySpec, size: int = 128, magnification: float 
     elong = np.where(mitotic, 1.0 + rng.uniform(0, 0.8, count), elong)
     shade = rng.uniform(0.9, 1.1, count)
     mitotic_rgb = np.array([0.12, 0.06, 0.22], np.float32)[:, None, None]
-    tint = min(1.0, (attribute_strengths(strength)["nucleoli"] - 1) / 3) if attribute_strengths(strength)["nucleoli"] > 1 else 0.0
+    tint = float(np.clip((gain["nucleoli"] - 1) / 3, 0, 1))
     nucleolus_rgb = ((1 - tint) * np.array([0.12, 0.05, 0.18], np.float32)      # stronger nucleoli turn the magenta of a
                      + tint * np.array([0.85, 0.20, 0.50], np.float32))[:, None].astype(np.float32)   # prominent (eosinophilic) one
     for k in range(count):
